@@ -1,0 +1,150 @@
+"""``tokenbridge``: serve, migrate, report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from collector import config as config_module
+from collector.config import Config, ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML configuration file")
+    parser.add_argument("--database-url", help="e.g. postgresql://user@host/db or sqlite:///file")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenbridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="receive OTLP and gateway pushes, commit usage")
+    _common(serve)
+    serve.add_argument("--host", help="address the receivers bind (default 127.0.0.1)")
+    serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
+    serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318)")
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    _common(migrate)
+    report = commands.add_parser("report", help="usage by key columns over a date range")
+    _common(report)
+    report.add_argument("--from", dest="start", type=date.fromisoformat, help="first day")
+    report.add_argument("--to", dest="end", type=date.fromisoformat, help="last day")
+    report.add_argument("--by", default="date,model_name", help="comma-separated key columns")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    if args.database_url:
+        overrides["database"] = {"url": args.database_url}
+    receivers = {
+        key: value
+        for key, value in (
+            ("host", getattr(args, "host", None)),
+            ("grpc_port", getattr(args, "grpc_port", None)),
+            ("http_port", getattr(args, "http_port", None)),
+        )
+        if value is not None
+    }
+    if receivers:
+        overrides["receivers"] = receivers
+    return config_module.load(args.config, overrides)
+
+
+async def _serve(config: Config) -> None:
+    from collector.service import Service
+
+    service = Service(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    print(
+        f"tokenbridge ready: grpc {config.receivers.host}:{service.grpc.port} "
+        f"http {config.receivers.host}:{service.http.port}",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await service.shutdown()
+
+
+async def _migrate(config: Config) -> None:
+    from exporters.sql import migrate
+    from exporters.sql.engine import create_engine
+
+    engine = create_engine(config.database.url)
+    try:
+        await migrate.upgrade(engine)
+        print(f"database at revision {await migrate.current(engine)}")
+    finally:
+        await engine.dispose()
+
+
+async def _report(config: Config, args: argparse.Namespace) -> None:
+    from exporters.sql.engine import create_engine
+    from exporters.sql.report import usage
+
+    engine = create_engine(config.database.url)
+    try:
+        by = [column.strip() for column in args.by.split(",") if column.strip()]
+        names, rows = await usage(engine, args.start, args.end, by)
+    finally:
+        await engine.dispose()
+    sys.stdout.write(render(names, rows, args.format))
+
+
+def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(names, row, strict=True)) for row in rows], indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+        return out.getvalue()
+    cells = [list(names), *[["" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args)
+    except ConfigError as error:
+        print(f"tokenbridge: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            asyncio.run(_serve(config))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(config))
+        else:
+            asyncio.run(_report(config, args))
+    except ValueError as error:
+        print(f"tokenbridge: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

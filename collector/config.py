@@ -1,0 +1,176 @@
+"""Configuration: one pydantic model per component, defaults in code, unknown keys rejected.
+
+Sources, later ones winning: the YAML file, ``TOKENBRIDGE_*`` environment variables
+(``TOKENBRIDGE_DATABASE__URL`` sets ``database.url``; ``__`` separates levels; values are read
+as YAML), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from collector import conventions as conv
+from collector.mapping import MAPPABLE_FIELDS
+from collector.rules import EXTRA_DIMENSIONS
+
+ENV_PREFIX = "TOKENBRIDGE_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReceiversConfig(Section):
+    host: str = "127.0.0.1"
+    grpc_port: int = Field(4317, ge=0, le=65535)
+    http_port: int = Field(4318, ge=0, le=65535)
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest request accepted, after decompression (OTLP gRPC messages included)."""
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite+aiosqlite:///tokenbridge.db"
+    migrate_on_start: bool = True
+    pool_size: int = Field(5, ge=1)
+    connect_timeout: float = Field(5.0, gt=0)
+
+
+class AggregationConfig(Section):
+    timezone: str = "UTC"
+    bytes_per_input_token: int = 4
+    tokens_per_output_chunk: int = 1
+    extra_dimensions: tuple[str, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("extra_dimensions")
+    @classmethod
+    def _known_dimensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - set(EXTRA_DIMENSIONS)
+        if unknown:
+            raise ValueError(f"unknown dimensions {sorted(unknown)}; use {EXTRA_DIMENSIONS}")
+        return tuple(d for d in EXTRA_DIMENSIONS if d in value)
+
+
+class CommitConfig(Section):
+    max_batch: int = Field(5000, ge=1)
+    flush_interval: float = Field(0.1, gt=0, le=10)
+    max_pending: int = Field(200_000, ge=1)
+    retry_after: float = Field(1.0, gt=0)
+
+
+class SourcesConfig(Section):
+    spans: bool = True
+    genai_metrics: bool = False
+    """Count the GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
+    Off by default: instrumentations that emit them also emit spans for the same calls."""
+    gateway: bool = True
+
+
+class MappingConfig(Section):
+    fields: dict[str, list[str]] = {}
+    """Per report field, the ordered attribute keys to read (replaces the default list)."""
+    operations: dict[str, str] = {}
+    """Extra operation names -> the stored operation value."""
+    skip_operations: list[str] = []
+    """Extra operation names whose spans repeat their children's usage."""
+    counters: dict[str, str] = {}
+    """Custom counters: metric name -> report field (always counted)."""
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = set(value) - MAPPABLE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown report fields {sorted(unknown)}")
+        return value
+
+    @field_validator("counters")
+    @classmethod
+    def _known_counter_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = set(conv.TOKEN_FIELDS) - {"total_token"}
+        for name, field in value.items():
+            if field not in allowed:
+                raise ValueError(f"{name}: field must be one of {sorted(allowed)}")
+        return value
+
+
+class Config(Section):
+    receivers: ReceiversConfig = ReceiversConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    aggregation: AggregationConfig = AggregationConfig()
+    commit: CommitConfig = CommitConfig()
+    sources: SourcesConfig = SourcesConfig()
+    mapping: MappingConfig = MappingConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the key."""
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST_"):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return tree
+
+
+def load(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = loaded
+    data = _merge(data, _from_env(os.environ if environ is None else environ))
+    data = _merge(data, overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{key}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

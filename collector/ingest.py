@@ -1,0 +1,136 @@
+"""The one ingest core every transport calls: decoded items in, committed result out.
+
+gRPC and HTTP receivers decode their wire format into neutral items, call one of the methods
+here, and encode the ``IngestResult`` (or the error) in their own way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from collector.errors import PermanentError
+from collector.gateway import gateway_report
+from collector.mapping import FieldMapper
+from collector.otlp.items import PointItem, SpanItem
+from collector.otlp.json import Malformed
+from collector.pipeline import GroupCommit, Work
+from collector.points import MetricRules, point_sample
+from collector.report import Reject, Source
+from collector.rules import Estimation, estimate
+from collector.spans import span_report
+from collector.values import BadValue
+
+MAX_REJECT_TEXT = 2000
+MAX_MESSAGES = 5
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    rejected: int
+    message: str
+    """Readable reasons of the first rejects (OTLP ``partial_success.error_message``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Which inputs count. The GenAI semconv metrics repeat the usage of the spans of the same
+    calls (the official instrumentations emit both), so by default spans count and those
+    metrics do not; custom counters always count."""
+
+    spans: bool = True
+    genai_metrics: bool = False
+    gateway: bool = True
+
+
+class Ingest:
+    def __init__(
+        self,
+        mapper: FieldMapper,
+        metric_rules: MetricRules,
+        estimation: Estimation,
+        commit: GroupCommit,
+        sources: Sources = Sources(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mapper = mapper
+        self.metric_rules = metric_rules
+        self.metric_names = metric_rules.names
+        self._estimation = estimation
+        self._commit = commit
+        self._sources = sources
+        self._clock = clock
+
+    async def spans(self, items: Iterable[SpanItem]) -> IngestResult:
+        now = int(self._clock() * 1000)
+        work = Work()
+        for span in _structural(items):
+            if not self._sources.spans:
+                continue
+            try:
+                report = span_report(span, self.mapper, now)
+            except BadValue as exc:
+                work.rejects.append(_reject(Source.SPAN, exc, span, now))
+                continue
+            if report is not None:
+                work.reports.append(estimate(report, self._estimation))
+        return await self._submit(work)
+
+    async def points(self, items: Iterable[PointItem]) -> IngestResult:
+        now = int(self._clock() * 1000)
+        work = Work()
+        for point in _structural(items):
+            try:
+                sample = point_sample(point, self.metric_rules, self.mapper, now)
+            except BadValue as exc:
+                work.rejects.append(_reject(Source.METRIC, exc, point, now))
+                continue
+            if sample is None or not self._counts(point):
+                continue
+            if sample.cumulative:
+                work.samples.append(sample)
+            elif sample.value or sample.count:
+                work.reports.append(sample.report(sample.value, sample.count))
+        return await self._submit(work)
+
+    async def gateway(self, items: list[Any]) -> IngestResult:
+        now = int(self._clock() * 1000)
+        work = Work()
+        for item in items:
+            try:
+                report = gateway_report(item, self.mapper, now)
+            except BadValue as exc:
+                work.rejects.append(_reject(Source.GATEWAY, exc, item, now))
+                continue
+            if report is not None and self._sources.gateway:
+                work.reports.append(estimate(report, self._estimation))
+        return await self._submit(work)
+
+    def _counts(self, point: PointItem) -> bool:
+        return point.metric in self.metric_rules.custom or self._sources.genai_metrics
+
+    async def _submit(self, work: Work) -> IngestResult:
+        await self._commit.submit(work)
+        reasons = [r.reason for r in work.rejects[:MAX_MESSAGES]]
+        more = len(work.rejects) - len(reasons)
+        message = "; ".join(reasons) + (f"; and {more} more" if more > 0 else "")
+        return IngestResult(len(work.reports) + len(work.samples), len(work.rejects), message)
+
+
+def _structural(items: Iterable[T]) -> Iterator[T]:
+    """Items of a request; a structural error in the body fails the whole request."""
+    try:
+        yield from items
+    except Malformed as exc:
+        raise PermanentError(f"malformed OTLP/JSON: {exc}") from None
+
+
+def _reject(source: Source, exc: BadValue, item: object, now: int) -> Reject:
+    text = repr(item)
+    if len(text) > MAX_REJECT_TEXT:
+        text = text[: MAX_REJECT_TEXT - 3] + "..."
+    return Reject(source, str(exc), text, now)

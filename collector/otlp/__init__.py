@@ -1,0 +1,1 @@
+"""OTLP decoding: protobuf and JSON bodies walked into the same neutral items."""

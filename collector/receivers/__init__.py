@@ -1,0 +1,1 @@
+"""Transports: decode, call the ingest core, encode. Nothing else lives here."""

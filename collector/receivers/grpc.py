@@ -1,0 +1,89 @@
+"""OTLP/gRPC receiver: TraceService and MetricsService ``Export`` over the ingest core."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as mgrpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
+
+from collector.errors import PermanentError, RetryableError
+from collector.ingest import Ingest, IngestResult
+from collector.otlp import pb
+from collector.receivers.status import grpc_code
+
+logger = logging.getLogger(__name__)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+    if isinstance(error, PermanentError | RetryableError):
+        await context.abort(grpc_code(error), error.message)
+    raise error
+
+
+class _Traces:
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+
+    async def Export(  # noqa: N802 - the gRPC method name
+        self, request: tpb.ExportTraceServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tpb.ExportTraceServiceResponse:
+        try:
+            result = await self._ingest.spans(pb.spans(request, self._ingest.mapper.wanted))
+        except (PermanentError, RetryableError) as error:
+            await _abort(context, error)
+        return tpb.ExportTraceServiceResponse(partial_success=_partial(result, "rejected_spans"))
+
+
+class _Metrics:
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+
+    async def Export(  # noqa: N802 - the gRPC method name
+        self,
+        request: mpb.ExportMetricsServiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> mpb.ExportMetricsServiceResponse:
+        try:
+            result = await self._ingest.points(pb.points(request, self._ingest.metric_names))
+        except (PermanentError, RetryableError) as error:
+            await _abort(context, error)
+        return mpb.ExportMetricsServiceResponse(
+            partial_success=_partial(result, "rejected_data_points")
+        )
+
+
+def _partial(result: IngestResult, field: str) -> dict[str, Any] | None:
+    if not result.rejected:
+        return None
+    return {field: result.rejected, "error_message": result.message}
+
+
+class GrpcReceiver:
+    def __init__(
+        self, ingest: Ingest, host: str, port: int, max_bytes: int, reuse_port: bool = False
+    ) -> None:
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                # gRPC sets SO_REUSEPORT by default: a second bridge on a taken port would
+                # share it silently. Only worker processes share on purpose.
+                ("grpc.so_reuseport", int(reuse_port)),
+            ],
+        )
+        tgrpc.add_TraceServiceServicer_to_server(_Traces(ingest), self._server)
+        mgrpc.add_MetricsServiceServicer_to_server(_Metrics(ingest), self._server)
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        self._address = f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self._server.start()
+        logger.info("OTLP/gRPC listening on %s", self._address)
+
+    async def shutdown(self, grace: float = 30.0) -> None:
+        """Refuse new calls; let calls in flight finish (they wait for their commit)."""
+        await self._server.stop(grace)

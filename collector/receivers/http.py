@@ -1,0 +1,184 @@
+"""OTLP/HTTP receiver (protobuf and JSON, gzip), the GPUStack gateway push, and health."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
+
+from collector.errors import PermanentError, RetryableError
+from collector.ingest import Ingest, IngestResult
+from collector.otlp import json as otlp_json
+from collector.otlp import pb
+from collector.receivers.status import http_status, retry_after_header
+
+logger = logging.getLogger(__name__)
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
+Readiness = Callable[[], Awaitable[bool]]
+
+
+def _content_type(request: web.Request) -> str:
+    kind = request.content_type
+    if kind in _PROTOBUF_TYPES:
+        return PROTOBUF
+    if kind == JSON:
+        return JSON
+    raise PermanentError(f"unsupported content type {kind!r}; use {PROTOBUF} or {JSON}", status=415)
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PermanentError("request body too large", status=413) from None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
+
+
+def _protobuf(message: Any, body: bytes) -> Any:
+    try:
+        message.ParseFromString(body)
+    except (DecodeError, RecursionError) as exc:
+        raise PermanentError(f"malformed protobuf: {exc}") from None
+    return message
+
+
+def _encode(kind: str, message: Any, as_json: dict[str, Any], status: int = 200) -> web.Response:
+    if kind == PROTOBUF:
+        return web.Response(body=message.SerializeToString(), status=status, content_type=PROTOBUF)
+    return web.json_response(as_json, status=status)
+
+
+def _error(kind: str, error: PermanentError | RetryableError) -> web.Response:
+    status = http_status(error)
+    code = 14 if isinstance(error, RetryableError) else 3
+    response = _encode(
+        kind, status_pb2.Status(code=code, message=error.message),
+        {"code": code, "message": error.message}, status,
+    )  # fmt: skip
+    if isinstance(error, RetryableError):
+        response.headers["Retry-After"] = retry_after_header(error)
+    return response
+
+
+def _partial(result: IngestResult, field: str) -> dict[str, Any]:
+    if not result.rejected:
+        return {}
+    return {"partialSuccess": {field: str(result.rejected), "errorMessage": result.message}}
+
+
+class HttpRoutes:
+    def __init__(self, ingest: Ingest, ready: Readiness) -> None:
+        self._ingest = ingest
+        self._ready = ready
+
+    async def traces(self, request: web.Request) -> web.Response:
+        kind = JSON
+        try:
+            kind = _content_type(request)
+            body = await _body(request)
+            if kind == PROTOBUF:
+                items = pb.spans(_protobuf(tpb.ExportTraceServiceRequest(), body),
+                                 self._ingest.mapper.wanted)  # fmt: skip
+            else:
+                items = otlp_json.spans(_json(body), self._ingest.mapper.wanted)
+            result = await self._ingest.spans(items)
+        except (PermanentError, RetryableError) as error:
+            return _error(kind, error)
+        message = tpb.ExportTraceServiceResponse()
+        if result.rejected:
+            message.partial_success.rejected_spans = result.rejected
+            message.partial_success.error_message = result.message
+        return _encode(kind, message, _partial(result, "rejectedSpans"))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        kind = JSON
+        try:
+            kind = _content_type(request)
+            body = await _body(request)
+            names = self._ingest.metric_names
+            if kind == PROTOBUF:
+                points = pb.points(_protobuf(mpb.ExportMetricsServiceRequest(), body), names)
+            else:
+                points = otlp_json.points(_json(body), names)
+            result = await self._ingest.points(points)
+        except (PermanentError, RetryableError) as error:
+            return _error(kind, error)
+        message = mpb.ExportMetricsServiceResponse()
+        if result.rejected:
+            message.partial_success.rejected_data_points = result.rejected
+            message.partial_success.error_message = result.message
+        return _encode(kind, message, _partial(result, "rejectedDataPoints"))
+
+    async def gateway(self, request: web.Request) -> web.Response:
+        """GPUStack's ``POST /v2/usage/gateway-metrics``: one object or a list."""
+        try:
+            if request.content_type not in (JSON, "application/octet-stream", ""):
+                raise PermanentError(f"unsupported content type {request.content_type!r}", status=415)
+            doc = _json(await _body(request))
+            result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
+        except (PermanentError, RetryableError) as error:
+            return _error(JSON, error)
+        return web.json_response(
+            {"accepted": result.accepted, "rejected": result.rejected, "message": result.message}
+        )
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        if await self._ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+
+def build_app(ingest: Ingest, ready: Readiness, max_body_bytes: int) -> web.Application:
+    routes = HttpRoutes(ingest, ready)
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_post("/v1/traces", routes.traces)
+    app.router.add_post("/v1/metrics", routes.metrics)
+    app.router.add_post("/v2/usage/gateway-metrics", routes.gateway)
+    app.router.add_get("/healthz", routes.healthz)
+    app.router.add_get("/readyz", routes.readyz)
+    return app
+
+
+class HttpReceiver:
+    def __init__(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        reuse_port: bool = False,
+    ) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._host = host
+        self._requested_port = port
+        self._reuse_port = reuse_port
+        self.port = port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._requested_port,
+                           reuse_port=self._reuse_port or None, shutdown_timeout=30.0)  # fmt: skip
+        await site.start()
+        self.port = int(self._runner.addresses[-1][1])
+        logger.info("OTLP/HTTP listening on %s:%d", self._host, self.port)
+
+    async def shutdown(self) -> None:
+        """Stop accepting; requests in flight finish (they wait for their commit)."""
+        await self._runner.cleanup()

@@ -1,0 +1,29 @@
+"""Errors -> transport status codes, in one place."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+
+from collector.errors import PermanentError, RetryableError
+
+HTTP_RETRYABLE = 503
+
+
+def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
+    if isinstance(error, RetryableError):
+        return grpc.StatusCode.UNAVAILABLE
+    if error.status == 413:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if error.status == 401:
+        return grpc.StatusCode.UNAUTHENTICATED
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def http_status(error: PermanentError | RetryableError) -> int:
+    return HTTP_RETRYABLE if isinstance(error, RetryableError) else error.status
+
+
+def retry_after_header(error: RetryableError) -> str:
+    return str(max(1, math.ceil(error.retry_after)))

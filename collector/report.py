@@ -1,0 +1,87 @@
+"""The usage report: the one record every input becomes, and the reject that replaces a bad one.
+
+Every stage after decoding passes these frozen records. Counts follow OTel's rule that
+``input_token`` includes cached input; ``cache_write_input_token`` and ``reasoning_output_token``
+are subsets kept for billing, never added on top.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Operation(enum.StrEnum):
+    """GPUStack's operation enum (stored values)."""
+
+    CHAT_COMPLETION = "chat_completion"
+    COMPLETION = "completion"
+    EMBEDDING = "embedding"
+    RERANK = "rerank"
+    IMAGE_GENERATION = "image_generation"
+    AUDIO_SPEECH = "audio_speech"
+    AUDIO_TRANSCRIPTION = "audio_transcription"
+
+    @classmethod
+    def parse(cls, value: str) -> Operation | None:
+        """The member for a stored or reported value; GPUStack's typo ``audit_transcription``
+        reads as audio transcription."""
+        if value == "audit_transcription":
+            return cls.AUDIO_TRANSCRIPTION
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+class Source(enum.StrEnum):
+    SPAN = "otlp_span"
+    METRIC = "otlp_metric"
+    GATEWAY = "gateway_json"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """One request (a span, a gateway push) or one metric delta."""
+
+    model: str
+    source: Source
+    dedup_key: str
+    received_at: int
+    """UnixMilli when the bridge received it: the day of a report with no timestamps."""
+    input_token: int = 0
+    output_token: int = 0
+    total_token: int = 0
+    input_cached_token: int = 0
+    cache_write_input_token: int = 0
+    reasoning_output_token: int = 0
+    request_count: int = 1
+    completed: bool = True
+    output_chunk_count: int = 0
+    request_content_bytes: int = 0
+    started_at: int | None = None
+    completed_at: int | None = None
+    model_id: int | None = None
+    provider_id: int | None = None
+    provider_name: str | None = None
+    provider_type: str | None = None
+    user_id: str | None = None
+    access_key: str | None = None
+    organization_id: str | None = None
+    model_route_id: int | None = None
+    cluster_id: int | None = None
+    operation: Operation | None = None
+    stream: bool | None = None
+    request_id: str | None = None
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """An input item that could not become a report, kept with the reason."""
+
+    source: Source
+    reason: str
+    item: str
+    """A bounded, readable rendering of the rejected item."""
+    received_at: int

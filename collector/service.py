@@ -1,0 +1,116 @@
+"""Wiring: the one module that knows every stage. Start sinks first, receivers last; stop in
+reverse, so everything a receiver accepted is committed before the sinks close."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from collector.config import Config
+from collector.ingest import Ingest, Sources
+from collector.mapping import FieldMapper, MappingRules
+from collector.pipeline import CommitListener, CommitSettings, Committed, GroupCommit
+from collector.points import MetricRules
+from collector.receivers.grpc import GrpcReceiver
+from collector.receivers.http import HttpReceiver, build_app
+from collector.report import Operation
+from collector.rules import Estimation
+from exporters.sql import migrate
+from exporters.sql.engine import create_engine
+from exporters.sql.sink import SqlSink
+
+logger = logging.getLogger(__name__)
+
+
+def mapping_rules(config: Config) -> MappingRules:
+    defaults = MappingRules()
+    operations = dict(defaults.operation_names)
+    for name, stored in config.mapping.operations.items():
+        operation = Operation.parse(stored)
+        if operation is None:
+            raise ValueError(f"mapping.operations.{name}: unknown operation {stored!r}")
+        operations[name] = operation
+    return MappingRules(
+        field_keys={**defaults.field_keys,
+                    **{k: tuple(v) for k, v in config.mapping.fields.items()}},
+        operation_names=operations,
+        skipped_operations=defaults.skipped_operations | set(config.mapping.skip_operations),
+    )  # fmt: skip
+
+
+@dataclass
+class Totals:
+    """Counts for the one summary line logged at shutdown."""
+
+    committed: int = 0
+    duplicates: int = 0
+    rejects: int = 0
+    transactions: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def __call__(self, committed: Committed) -> None:
+        self.committed += len(committed.reports)
+        self.duplicates += committed.duplicates
+        self.rejects += committed.rejects
+        self.transactions += 1
+
+
+class Service:
+    def __init__(
+        self, config: Config, listeners: list[CommitListener] | None = None, reuse_port: bool = False
+    ) -> None:
+        self.config = config
+        db = config.database
+        self.engine = create_engine(db.url, connect_timeout=db.connect_timeout,
+                                    pool_size=db.pool_size)  # fmt: skip
+        agg = config.aggregation
+        self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions)
+        self.totals = Totals()
+        c = config.commit
+        self.commit = GroupCommit(
+            self.sink,
+            CommitSettings(c.max_batch, c.flush_interval, c.max_pending, c.retry_after),
+            [self.totals, *(listeners or [])],
+        )
+        s = config.sources
+        self.ingest = Ingest(
+            FieldMapper(mapping_rules(config)),
+            MetricRules(custom_counters=config.mapping.counters),
+            Estimation(agg.bytes_per_input_token, agg.tokens_per_output_chunk),
+            self.commit,
+            Sources(s.spans, s.genai_metrics, s.gateway),
+        )
+        r = config.receivers
+        self.grpc = GrpcReceiver(self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port)
+        app = build_app(self.ingest, self.ready, r.max_body_bytes)
+        self.http = HttpReceiver(app, r.host, r.http_port, reuse_port)
+        self._stopped = False
+
+    async def ready(self) -> bool:
+        return not self.commit.database_down and await self.sink.ping()
+
+    async def start(self) -> None:
+        if self.config.database.migrate_on_start:
+            await migrate.upgrade(self.engine)
+        await self.commit.start()
+        await self.http.start()
+        await self.grpc.start()
+
+    async def shutdown(self) -> None:
+        """Stop intake, let requests in flight commit, close. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.grpc.shutdown()
+        await self.http.shutdown()
+        await self.commit.shutdown()
+        await self.engine.dispose()
+        t = self.totals
+        logger.info(
+            "tokenbridge stopped after %.1fs: %d reports committed, %d duplicates skipped, "
+            "%d rejected, %d transactions, %d pending left",
+            time.monotonic() - t.started, t.committed, t.duplicates, t.rejects,
+            t.transactions, self.commit.pending,
+        )  # fmt: skip

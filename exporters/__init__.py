@@ -1,0 +1,1 @@
+"""Exporters: where committed usage goes (SQL, and OpenTelemetry metrics)."""

@@ -1,0 +1,51 @@
+"""Alembic migrations, run programmatically (``tokenbridge migrate`` and ``serve`` at start)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+LOCK_ID = 0x70CE_B51D
+"""PostgreSQL advisory lock taken while migrating, so replicas starting together take turns."""
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def head() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_ID})"))
+        await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+
+
+async def current(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+async def is_current(engine: AsyncEngine) -> bool:
+    """Ready to take work: the database answers and its schema is at the head revision."""
+    try:
+        return await current(engine) == head()
+    except Exception:
+        return False

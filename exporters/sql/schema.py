@@ -1,0 +1,128 @@
+"""Tables. ``model_usages`` and ``model_usage_details`` keep GPUStack's column names.
+
+The rollup key is NULL-safe on both engines through ``rollup_key``: a digest of the typed key
+tuple, unique and NOT NULL, while the key columns themselves stay nullable as GPUStack's are.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+"""SQLite only autoincrements an INTEGER PRIMARY KEY."""
+
+
+def _count(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False, server_default="0")
+
+
+def _identity() -> list[Column[object]]:
+    """Who called what, through which route: shared by rollups and audit rows."""
+    return [
+        Column("date", Date, nullable=False),
+        Column("model_id", BigInteger),
+        Column("model_name", String(255), nullable=False),
+        Column("provider_id", BigInteger),
+        Column("provider_name", String(255)),
+        Column("provider_type", String(255)),
+        Column("user_id", String(255)),
+        Column("user_name", String(255)),
+        Column("access_key", String(255)),
+        Column("api_key_id", BigInteger),
+        Column("api_key_name", String(255)),
+        Column("api_key_is_custom", Boolean),
+        Column("operation", String(32)),
+        Column("model_route_id", BigInteger),
+        Column("model_route_name", String(255)),
+        Column("organization_id", String(255)),
+        Column("cluster_name", String(255)),
+    ]
+
+
+def _counts() -> list[Column[int]]:
+    return [
+        _count("prompt_token_count"),
+        _count("completion_token_count"),
+        _count("prompt_cached_token_count"),
+        _count("prompt_cache_write_token_count"),
+        _count("completion_reasoning_token_count"),
+        _count("request_count"),
+    ]
+
+
+model_usages = Table(
+    "model_usages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rollup_key", String(32), nullable=False, unique=True),
+    *_identity(),
+    *_counts(),
+    _count("estimated_request_count"),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_model_usages_date", "date"),
+    Index("ix_model_usages_user_id", "user_id"),
+)
+
+model_usage_details = Table(
+    "model_usage_details",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    *_identity(),
+    Column("cluster_id", BigInteger),
+    *_counts(),
+    _count("total_token_count"),
+    Column("completed", Boolean, nullable=False),
+    _count("output_chunk_count"),
+    _count("request_content_bytes"),
+    Column("stream", Boolean),
+    Column("estimated", Boolean, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("request_id", String(255)),
+    Column("started_at", DateTime),
+    Column("completed_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_model_usage_details_date", "date"),
+    Index("ix_model_usage_details_user_id", "user_id"),
+    Index("ix_model_usage_details_completed_at", "completed_at"),
+)
+
+usage_rejects = Table(
+    "usage_rejects",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("reject_key", String(32), nullable=False, unique=True),
+    Column("received_at", DateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("item", Text, nullable=False),
+    Index("ix_usage_rejects_received_at", "received_at"),
+)
+
+metric_streams = Table(
+    "metric_streams",
+    metadata,
+    Column("stream_key", String(32), primary_key=True),
+    Column("time_ns", BigInteger, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_metric_streams_updated_at", "updated_at"),
+)
+"""Last point of each cumulative stream (``collector.cumulative``)."""

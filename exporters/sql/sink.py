@@ -1,0 +1,138 @@
+"""The SQL sink: one transaction per group commit.
+
+In the transaction, in this order (every step sorted by key, so replicas lock in one order):
+1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
+2. audit rows inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``;
+3. rollups of the rows actually inserted, aggregated in memory, upserted with one multi-row
+   ``INSERT ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n`` per chunk;
+4. rejects inserted.
+A deadlock or serialization failure reruns the transaction; an unreachable database raises
+``RetryableError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone, tzinfo
+from typing import Any, TypeVar
+
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from collector.errors import RetryableError
+from collector.pipeline import Committed, Work
+from collector.report import UsageReport
+from exporters.sql import schema, streams
+from exporters.sql.dialect import upsert_builder
+from exporters.sql.engine import is_conflict, is_unavailable
+from exporters.sql.migrate import is_current
+from exporters.sql.rows import SUMMED, detail_row, reject_row, rollups
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_PARAMS = 30000
+"""asyncpg takes at most 32767 bind parameters a statement."""
+CONFLICT_RETRIES = 8
+
+
+def chunks(rows: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
+    size = max(1, MAX_PARAMS // max(1, columns))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class SqlSink:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tz: tzinfo = timezone.utc,
+        extra_dimensions: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self._tz = tz
+        self._extra = extra_dimensions
+        self._clock = clock
+        self._insert = upsert_builder(engine.dialect.name)
+
+    async def ping(self) -> bool:
+        return await is_current(self.engine)
+
+    async def write(self, work: Work) -> Committed:
+        started = time.perf_counter()
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    reports, duplicates = await self._write(conn, work)
+                break
+            except exc.DBAPIError as error:
+                if is_conflict(error) and attempt < CONFLICT_RETRIES:
+                    logger.info("commit conflict (%s), retrying", type(error.orig).__name__)
+                    await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+                    continue
+                if is_unavailable(error):
+                    raise RetryableError(f"database unavailable: {error.orig}") from error
+                raise
+            except (OSError, TimeoutError, ConnectionError) as error:
+                raise RetryableError(f"database unavailable: {error}") from error
+        return Committed(reports, duplicates, len(work.rejects), time.perf_counter() - started)
+
+    async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
+        reports = list(work.reports)
+        if work.samples:
+            reports.extend(await streams.deltas(conn, self._insert, work.samples, self._now()))
+        unique = _first_by_key(reports)
+        inserted = await self._insert_details(conn, unique)
+        new = [r for r in unique if r.dedup_key in inserted]
+        await self._upsert_rollups(conn, new)
+        if work.rejects:
+            rows = [reject_row(r) for r in work.rejects]
+            table = schema.usage_rejects
+            for chunk in chunks(rows, len(rows[0])):
+                stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
+                await conn.execute(stmt, list(chunk))
+        return new, len(reports) - len(new)
+
+    async def _insert_details(self, conn: AsyncConnection, reports: list[UsageReport]) -> set[str]:
+        if not reports:
+            return set()
+        table = schema.model_usage_details
+        rows = [detail_row(r, self._tz) for r in reports]
+        inserted: set[str] = set()
+        for chunk in chunks(rows, len(rows[0])):
+            stmt = (
+                self._insert(table)
+                .on_conflict_do_nothing(index_elements=["dedup_key"])
+                .returning(table.c.dedup_key)
+            )
+            result = await conn.execute(stmt, list(chunk))
+            inserted.update(result.scalars())
+        return inserted
+
+    async def _upsert_rollups(self, conn: AsyncConnection, reports: list[UsageReport]) -> None:
+        rows = rollups(reports, self._tz, self._extra, datetime.fromtimestamp(self._clock(), timezone.utc))
+        if not rows:
+            return
+        table = schema.model_usages
+        for chunk in chunks(rows, len(rows[0])):
+            stmt = self._insert(table).values(list(chunk))
+            update: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in SUMMED}
+            update["updated_at"] = stmt.excluded.updated_at
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=["rollup_key"], set_=update)
+            )
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), timezone.utc).replace(tzinfo=None)
+
+
+def _first_by_key(reports: list[UsageReport]) -> list[UsageReport]:
+    """One report per idempotency key (the first), sorted by key for a stable lock order."""
+    seen: dict[str, UsageReport] = {}
+    for report in reports:
+        seen.setdefault(report.dedup_key, report)
+    return [seen[key] for key in sorted(seen)]

@@ -1,0 +1,87 @@
+"""Cumulative samples -> delta reports, against the stream state kept in ``metric_streams``.
+
+Runs inside the commit transaction. New streams get a placeholder row first (``time_ns = -1``,
+ON CONFLICT DO NOTHING), then every stream row of the batch is read ``FOR UPDATE`` in key
+order: two replicas that see the same stream take turns, and the second sees the first's
+state. On SQLite the first write takes the database lock, which does the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from collector.cumulative import StreamState, delta
+from collector.points import PointSample
+from collector.report import UsageReport
+from exporters.sql import schema
+from exporters.sql.dialect import InsertBuilder
+
+MAX_KEYS = 5000
+
+
+async def deltas(
+    conn: AsyncConnection, insert: InsertBuilder, samples: Sequence[PointSample], now: datetime
+) -> list[UsageReport]:
+    table = schema.metric_streams
+    ordered = sorted(samples, key=lambda s: (s.stream_key, s.time_ns))
+    keys = sorted({s.stream_key for s in ordered})
+    state: dict[str, StreamState | None] = {}
+    for start in range(0, len(keys), MAX_KEYS):
+        part = keys[start : start + MAX_KEYS]
+        placeholders = [
+            {"stream_key": k, "time_ns": -1, "value": 0, "count": 0, "updated_at": now}
+            for k in part
+        ]
+        await conn.execute(
+            insert(table).on_conflict_do_nothing(index_elements=["stream_key"]), placeholders
+        )
+        query = select(table.c.stream_key, table.c.time_ns, table.c.value, table.c.count).where(
+            table.c.stream_key.in_(part)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.order_by(table.c.stream_key).with_for_update()
+        for key, time_ns, value, count in await conn.execute(query):
+            state[key] = None if time_ns < 0 else StreamState(time_ns, value, count)
+    reports: list[UsageReport] = []
+    changed: dict[str, StreamState] = {}
+    for sample in ordered:
+        value, count, new_state = delta(
+            state.get(sample.stream_key), sample.time_ns, sample.value, sample.count
+        )
+        if new_state is not None:
+            state[sample.stream_key] = changed[sample.stream_key] = new_state
+        if value or count:
+            reports.append(sample.report(value, count))
+    await _store(conn, insert, changed, now)
+    return reports
+
+
+async def _store(
+    conn: AsyncConnection, insert: InsertBuilder, changed: dict[str, StreamState], now: datetime
+) -> None:
+    if not changed:
+        return
+    table = schema.metric_streams
+    rows: list[dict[str, Any]] = [
+        {"stream_key": k, "time_ns": s.time_ns, "value": s.value, "count": s.count,
+         "updated_at": now}
+        for k, s in sorted(changed.items())
+    ]  # fmt: skip
+    for start in range(0, len(rows), MAX_KEYS):
+        stmt = insert(table).values(rows[start : start + MAX_KEYS])
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["stream_key"],
+                set_={
+                    "time_ns": stmt.excluded.time_ns,
+                    "value": stmt.excluded.value,
+                    "count": stmt.excluded.count,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
