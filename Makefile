@@ -1,0 +1,26 @@
+# One obvious command per task. Each installs what it needs into ./.venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install run test lint bench demo clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install  ## serve on the embedded SQLite default (./tokenbridge.db)
+	$(VENV)/bin/tokenbridge serve $(ARGS)
+
+test: install  ## the whole test suite (PostgreSQL tests skip when it is unreachable, fail on CI)
+	$(PY) -m pytest $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check collector exporters tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""Test support: free ports, the real ``tokenbridge serve`` as a subprocess, database reads."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from exporters.sql.engine import normalize_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``python -m collector serve`` (the ``tokenbridge`` entry point) on free loopback ports."""
+
+    def __init__(
+        self, database_url: str, workdir: Path, config: dict[str, Any] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        self.database_url = database_url
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.config_path = workdir / f"tokenbridge-{self.http_port}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config or {}))
+        self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {k: v for k, v in env.items() if not k.startswith("TOKENBRIDGE_") or
+               k.startswith("TOKENBRIDGE_TEST_")}  # fmt: skip
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
+             "--database-url", self.database_url, "--grpc-port", str(self.grpc_port),
+             "--http-port", str(self.http_port), *self.extra_args],
+            stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
+        )  # fmt: skip
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=0.2):
+                if self.process.poll() is not None:
+                    break
+                continue
+            line = self.process.stdout.readline()
+            if line.startswith(b"tokenbridge ready"):
+                return
+            if not line and self.process.poll() is not None:
+                break
+        raise RuntimeError(f"tokenbridge did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: the graceful path."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+async def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(text(sql), params)
+            return [tuple(row) for row in result]
+    finally:
+        await engine.dispose()
