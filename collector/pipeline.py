@@ -64,6 +64,8 @@ class BatchWriter(Protocol):
 
 
 CommitListener = Callable[[Committed], None]
+Pending = tuple[Work, "asyncio.Future[None]", float]
+"""A request's work, the future its receiver awaits, and when it was queued."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +88,7 @@ class GroupCommit:
         self._settings = settings
         self._listeners = list(listeners)
         self._clock = clock
-        self._queue: deque[tuple[Work, asyncio.Future[None], float]] = deque()
+        self._queue: deque[Pending] = deque()
         self._pending = 0
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -163,7 +165,7 @@ class GroupCommit:
                 self._wake.clear()
                 self._full.clear()
 
-    def _take(self) -> list[tuple[Work, asyncio.Future[None], float]]:
+    def _take(self) -> list[Pending]:
         taken = [self._queue.popleft()]
         size = len(taken[0][0])
         while self._queue and size + len(self._queue[0][0]) <= self._settings.max_batch:
@@ -172,7 +174,7 @@ class GroupCommit:
         self._pending -= size
         return taken
 
-    async def _write(self, taken: list[tuple[Work, asyncio.Future[None], float]]) -> None:
+    async def _write(self, taken: list[Pending]) -> None:
         work = Work()
         for part, _future, _at in taken:
             work.extend(part)
@@ -180,8 +182,8 @@ class GroupCommit:
         if error is not None and len(taken) > 1 and not self._database_down:
             # One request's data failed a transaction the database could run: write each
             # request alone so the others are not refused with it.
-            for part in taken:
-                await self._write([part])
+            for one in taken:
+                await self._write([one])
             return
         for _part, future, _at in taken:
             if future.done():
