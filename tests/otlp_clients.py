@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import grpc as grpc_lib
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
     OTLPMetricExporter as GrpcMetricExporter,
 )
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
     OTLPMetricExporter as HttpMetricExporter,
 )
@@ -44,11 +46,18 @@ def record_spans(build: Callable[[Tracer], None], resource: dict[str, Any] | Non
 
 
 def send_spans(spans: Sequence[ReadableSpan], *, grpc: str | None = None,
-               http: str | None = None, headers: dict[str, str] | None = None) -> bool:  # fmt: skip
+               http: str | None = None, headers: dict[str, str] | None = None,
+               gzip: bool = False) -> bool:  # fmt: skip
     if grpc is not None:
-        exporter: Any = GrpcSpanExporter(endpoint=grpc, insecure=True, headers=headers)
+        exporter: Any = GrpcSpanExporter(
+            endpoint=grpc, insecure=True, headers=headers,
+            compression=grpc_lib.Compression.Gzip if gzip else grpc_lib.Compression.NoCompression,
+        )  # fmt: skip
     else:
-        exporter = HttpSpanExporter(endpoint=f"{http}/v1/traces", headers=headers)
+        exporter = HttpSpanExporter(
+            endpoint=f"{http}/v1/traces", headers=headers,
+            compression=HttpCompression.Gzip if gzip else HttpCompression.NoCompression,
+        )  # fmt: skip
     try:
         return bool(exporter.export(spans) == SpanExportResult.SUCCESS)
     finally:

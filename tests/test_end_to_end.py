@@ -48,8 +48,10 @@ async def test_sdk_spans_over_grpc_and_http_commit_exact_rows_once(
     spans = record_spans(_chat_traffic)
     server = server_factory(database_url, tmp_path).start()
     chat_first, chat_second, embedding, agent = spans
-    assert await asyncio.to_thread(send_spans, [chat_first, embedding, agent], grpc=server.grpc)
-    assert await asyncio.to_thread(send_spans, [chat_second], http=server.http)
+    assert await asyncio.to_thread(
+        send_spans, [chat_first, embedding, agent], grpc=server.grpc, gzip=True
+    )
+    assert await asyncio.to_thread(send_spans, [chat_second], http=server.http, gzip=True)
     # The whole trace again, over the other transport: nothing is counted twice.
     assert await asyncio.to_thread(send_spans, spans, http=server.http)
     assert await asyncio.to_thread(send_spans, spans, grpc=server.grpc)
