@@ -79,13 +79,13 @@ def resolve_tokens(report: UsageReport) -> tuple[int, int]:
     """(prompt, completion) to store.
 
     Embedding and rerank calls often report only a total: when ``total > input + output`` the
-    prompt is ``total - output`` (total 50, input 0, output 0 -> prompt 50). Other operations
-    store what was reported.
+    prompt is ``total - output`` (total 50, input 0, output 0 -> prompt 50). A call counts as
+    one when its operation says so or the catalog lists the model as an embedding or reranker
+    model. Other calls store what was reported.
     """
     if (
-        report.operation in TOTAL_RESOLVED_OPERATIONS
-        and report.total_token > report.input_token + report.output_token
-    ):
+        report.operation in TOTAL_RESOLVED_OPERATIONS or report.prompt_from_total
+    ) and report.total_token > report.input_token + report.output_token:
         return report.total_token - report.output_token, report.output_token
     return report.input_token, report.output_token
 

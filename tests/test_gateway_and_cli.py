@@ -118,3 +118,31 @@ def test_invalid_configuration_names_the_key_and_exits_2(tmp_path: Path) -> None
         cwd=ROOT, timeout=60, check=False,
     )  # fmt: skip
     assert env_result.returncode == 2 and "commit.flush_interval" in env_result.stderr
+
+
+async def test_catalog_validates_and_snapshots_names(
+    sqlite_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "models: [{id: 1, name: qwen3, cluster_id: 4}]\n"
+        "users: [{id: 7, name: alice}]\n"
+        "api_keys: [{access_key: ak-7, id: 30, name: ci key}]\n"
+        "clusters: [{id: 4, name: gpu-a}]\n"
+    )
+    server = server_factory(sqlite_url, tmp_path, {"catalog": {"path": str(catalog)}}).start()
+    good = {"model": "qwen3", "model_id": 1, "user_id": 7, "access_key": "ak-7",
+            "input_token": 5, "output_token": 1, "completed": True}  # fmt: skip
+    deleted = {**good, "model_id": 2, "request_id": "gone"}
+    reason = "catalog: model id 2 not found"
+    assert await push(server, [good, deleted]) == (
+        200, {"accepted": 1, "rejected": 1, "message": reason})  # fmt: skip
+    assert await query(sqlite_url, "SELECT user_name, api_key_id, api_key_name, cluster_name, "
+                       "prompt_token_count FROM model_usages") == [
+        ("alice", 30, "ci key", "gpu-a", 5)]  # fmt: skip
+    assert await query(sqlite_url, "SELECT cluster_id, cluster_name FROM model_usage_details") == [
+        (4, "gpu-a")]  # fmt: skip
+    rejects = await query(sqlite_url, "SELECT source, reason, item FROM usage_rejects")
+    assert [(source, reason) for source, reason, _ in rejects] == [
+        ("gateway_json", "catalog: model id 2 not found")]  # fmt: skip
+    assert "'request_id': 'gone'" in rejects[0][2]

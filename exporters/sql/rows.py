@@ -40,6 +40,12 @@ def _identity(report: UsageReport, tz: tzinfo) -> dict[str, Any]:
         "operation": report.operation.value if report.operation is not None else None,
         "model_route_id": report.model_route_id,
         "organization_id": report.organization_id,
+        "user_name": report.user_name,
+        "api_key_id": report.api_key_id,
+        "api_key_name": report.api_key_name,
+        "api_key_is_custom": report.api_key_is_custom,
+        "model_route_name": report.model_route_name,
+        "cluster_name": report.cluster_name,
     }
 
 
