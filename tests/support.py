@@ -55,13 +55,13 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {k: v for k, v in env.items() if not k.startswith("TOKENBRIDGE_") or
                k.startswith("TOKENBRIDGE_TEST_")}  # fmt: skip
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
-             "--database-url", self.database_url, "--grpc-port", str(self.grpc_port),
-             "--http-port", str(self.http_port), *self.extra_args],
-            stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
-        )  # fmt: skip
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
+                 "--database-url", self.database_url, "--grpc-port", str(self.grpc_port),
+                 "--http-port", str(self.http_port), *self.extra_args],
+                stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
+            )  # fmt: skip
         self._wait_ready(timeout)
         return self
 
@@ -92,14 +92,19 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
-        self.process = None
+        self._close()
         return code
+
+    def _close(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
 
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait(10)
-            self.process = None
+            self._close()
 
     def __enter__(self) -> Server:
         return self.start()
