@@ -234,7 +234,8 @@ def billing() -> dict[str, Any]:
                    12 if title != "API key" else 24, 8)  # fmt: skip
     csv = ("SELECT date, user_id, user_name, model_name, provider_name, access_key, "
            "api_key_name, operation,\n"
-           "  sum(prompt_token_count) AS input_tokens, sum(completion_token_count) AS output_tokens,\n"
+           "  sum(prompt_token_count) AS input_tokens,\n"
+           "  sum(completion_token_count) AS output_tokens,\n"
            "  sum(prompt_cached_token_count) AS cached_input_tokens,\n"
            "  sum(request_count) AS requests, sum(estimated_request_count) AS estimated_requests\n"
            f"FROM model_usages WHERE {RANGE}\n"

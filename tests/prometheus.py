@@ -39,7 +39,9 @@ class Prometheus:
         self.workdir.mkdir()
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [{"job_name": "tokenbridge", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [
+                {"job_name": "tokenbridge", "static_configs": [{"targets": targets}]}
+            ],
         }
         self.config_path = self.workdir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))

@@ -52,7 +52,7 @@ async def test_every_prometheus_panel_returns_data_and_totals_equal_sql(
     assert empty == []
 
     rows = await query(sqlite_url, "SELECT sum(prompt_token_count), sum(completion_token_count), "
-                       "sum(prompt_cached_token_count), sum(request_count) FROM model_usages")  # fmt: skip
+                       "sum(prompt_cached_token_count), sum(request_count) FROM model_usages")
     sql_totals = tuple(int(v) for v in rows[0])
     prom_totals = tuple(
         int(prometheus.value(f"sum(tokenbridge_usage_{name}_total)") or -1)
@@ -62,8 +62,8 @@ async def test_every_prometheus_panel_returns_data_and_totals_equal_sql(
         traffic.INPUT, traffic.OUTPUT, traffic.CACHED, traffic.REQUESTS
     )
 
-    by_user_sql = {user: int(tokens) for user, tokens in await query(
-        sqlite_url, "SELECT user_id, sum(prompt_token_count) FROM model_usages GROUP BY user_id")}  # fmt: skip
+    by_user = "SELECT user_id, sum(prompt_token_count) FROM model_usages GROUP BY user_id"
+    by_user_sql = {user: int(tokens) for user, tokens in await query(sqlite_url, by_user)}
     by_user_prom = {
         row["metric"]["user"]: int(float(row["value"][1]))
         for row in prometheus.query("sum by (user) (tokenbridge_usage_input_tokens_total)")
