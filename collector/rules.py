@@ -6,7 +6,7 @@ Each rule takes a report and settings and returns a value; callers own time and 
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import NamedTuple
 
 from collector.report import Operation, UsageReport
@@ -101,7 +101,7 @@ def usage_instant_ms(report: UsageReport) -> int:
     return report.received_at
 
 
-def ms_to_datetime(ms: int, tz: tzinfo = timezone.utc) -> datetime:
+def ms_to_datetime(ms: int, tz: tzinfo = UTC) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, tz=tz)
 
 

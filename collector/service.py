@@ -68,7 +68,10 @@ class Totals:
 
 class Service:
     def __init__(
-        self, config: Config, listeners: list[CommitListener] | None = None, reuse_port: bool = False
+        self,
+        config: Config,
+        listeners: list[CommitListener] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
         db = config.database

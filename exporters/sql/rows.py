@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from collector.fingerprint import digest
@@ -83,7 +83,7 @@ def rollups(
     """Rows to upsert, one per key, sorted by ``rollup_key`` so concurrent writers lock rows
     in the same order. Non-summed fields come from the first report of each key."""
     by_key: dict[RollupKey, dict[str, Any]] = {}
-    stamp = now.astimezone(timezone.utc).replace(tzinfo=None)
+    stamp = now.astimezone(UTC).replace(tzinfo=None)
     for report in reports:
         key = rollup_key(report, tz, extra)
         counts = _counts(report)
