@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIServer
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
-from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics import Counter, MeterProvider, ObservableCounter
 from opentelemetry.sdk.metrics.export import (
     CardinalityLimits,
     MetricExporter,
@@ -48,7 +48,8 @@ class MetricsExport:
     def __init__(self, config: MetricsConfig, resource: Resource | None = None) -> None:
         self.config = config
         self.registry = CollectorRegistry()
-        limits: CardinalityLimits = {Counter: config.max_series}
+        limits: CardinalityLimits = {Counter: config.max_series,
+                                     ObservableCounter: config.max_series}  # fmt: skip
         readers: list[MetricReader] = []
         if config.prometheus:
             readers.append(PrometheusMetricReader(

@@ -6,7 +6,10 @@ counters agree with the SQL rollups: ``input_tokens`` and ``output_tokens`` are 
 ``cached_input_tokens`` is ``prompt_cached_token_count`` and ``requests`` is ``request_count``.
 
 Recording is a function of the ``Committed`` contents and the label caps only (no clock, no
-database), so several processes can each feed their own copy.
+database), so several processes can each feed their own copy. It only adds to a dict of totals
+keyed by the label tuple (prometheus_client's way); the counters are observable and read those
+totals when a reader collects, so the commit path pays a few dict updates per report instead
+of an SDK ``add`` per series and counter.
 
 Labels are chosen by name (``LABELS``); each label keeps at most ``limit`` distinct values and
 maps any further value to the overflow value, so a flood of user ids cannot grow the series
@@ -16,9 +19,10 @@ the totals stay exact, only the attribution of c is folded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from collector.pipeline import Committed
 from collector.report import UsageReport
@@ -96,28 +100,36 @@ class UsageMetrics:
         self._columns = [
             (LabelCap(limits.get(name, default_limit), overflow), LABELS[name]) for name in labels
         ]
-        self._input = meter.create_counter(
-            names.INPUT_TOKENS, "{token}", "Input tokens, cached included")
-        self._output = meter.create_counter(names.OUTPUT_TOKENS, "{token}", "Output tokens")
-        self._cached = meter.create_counter(
-            names.CACHED_INPUT_TOKENS, "{token}", "Input tokens read from a cache")
-        self._requests = meter.create_counter(names.REQUESTS, "{request}", "Requests")
+        self._totals: dict[Key, list[int]] = {}
+        self._attributes: dict[Key, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        """Commits update the totals on the event loop; readers collect from their threads."""
+        for column, (name, unit, description) in enumerate((
+            (names.INPUT_TOKENS, "{token}", "Input tokens, cached included"),
+            (names.OUTPUT_TOKENS, "{token}", "Output tokens"),
+            (names.CACHED_INPUT_TOKENS, "{token}", "Input tokens read from a cache"),
+            (names.REQUESTS, "{request}", "Requests"),
+        )):  # fmt: skip
+            meter.create_observable_counter(name, [self._observer(column)], unit, description)
 
     def __call__(self, committed: Committed) -> None:
-        sums: dict[Key, list[int]] = {}
-        for report in committed.reports:
-            key = tuple(cap(value(report)) for cap, value in self._columns)
-            prompt, completion = resolve_tokens(report)
-            row = sums.get(key)
-            if row is None:
-                row = sums[key] = [0, 0, 0, 0]
-            row[0] += prompt
-            row[1] += completion
-            row[2] += report.input_cached_token
-            row[3] += report.request_count
-        for key, (prompt, completion, cached, requests) in sums.items():
-            attributes = dict(zip(self._labels, key, strict=True))
-            self._input.add(prompt, attributes)
-            self._output.add(completion, attributes)
-            self._cached.add(cached, attributes)
-            self._requests.add(requests, attributes)
+        with self._lock:
+            for report in committed.reports:
+                key = tuple(cap(value(report)) for cap, value in self._columns)
+                row = self._totals.get(key)
+                if row is None:
+                    row = self._totals[key] = [0, 0, 0, 0]
+                    self._attributes[key] = dict(zip(self._labels, key, strict=True))
+                prompt, completion = resolve_tokens(report)
+                row[0] += prompt
+                row[1] += completion
+                row[2] += report.input_cached_token
+                row[3] += report.request_count
+
+    def _observer(self, column: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                rows = [(row[column], self._attributes[key]) for key, row in self._totals.items()]
+            return [Observation(value, attributes) for value, attributes in rows]
+
+        return observe
