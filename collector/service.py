@@ -12,12 +12,21 @@ from collector.catalog import Catalog
 from collector.config import Config
 from collector.ingest import Ingest, Sources
 from collector.mapping import FieldMapper, MappingRules
-from collector.pipeline import CommitListener, CommitSettings, Committed, GroupCommit
+from collector.pipeline import (
+    BatchWriter,
+    CommitListener,
+    CommitSettings,
+    Committed,
+    GroupCommit,
+)
 from collector.points import MetricRules
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.report import Operation
 from collector.rules import Estimation
+from collector.telemetry import SelfTelemetry
+from exporters.metrics.provider import MetricsExport
+from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.sink import SqlSink
@@ -72,12 +81,16 @@ class Service:
         agg = config.aggregation
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions)
         self.totals = Totals()
+        listeners = [self.totals, *(listeners or [])]
+        self.metrics, self.telemetry, writer = self._metrics(listeners)
         c = config.commit
         self.commit = GroupCommit(
-            self.sink,
+            writer,
             CommitSettings(c.max_batch, c.flush_interval, c.max_pending, c.retry_after),
-            [self.totals, *(listeners or [])],
+            listeners,
         )
+        if self.telemetry is not None:
+            self.telemetry.watch_pending(lambda: self.commit.pending)
         s = config.sources
         self.ingest = Ingest(
             FieldMapper(mapping_rules(config)),
@@ -93,12 +106,32 @@ class Service:
         self.http = HttpReceiver(app, r.host, r.http_port, reuse_port)
         self._stopped = False
 
+    def _metrics(
+        self, listeners: list[CommitListener]
+    ) -> tuple[MetricsExport | None, SelfTelemetry | None, BatchWriter]:
+        """The metrics re-export: usage counters fed by commits, self-telemetry around the
+        writer. Nothing when the ``metrics`` section is missing or disabled."""
+        m = self.config.metrics
+        if m is None or not m.enabled:
+            return None, None, self.sink
+        export = MetricsExport(m)
+        listeners.append(UsageMetrics(export.meter, m.labels, m.label_limits, m.label_limit,
+                                      m.overflow_value))  # fmt: skip
+        if not m.self_telemetry:
+            return export, None, self.sink
+        telemetry = SelfTelemetry(export.meter)
+        return export, telemetry, telemetry.writer(self.sink)
+
     async def ready(self) -> bool:
         return not self.commit.database_down and await self.sink.ping()
 
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
+        if self.metrics is not None:
+            self.metrics.start()
+        if self.telemetry is not None:
+            self.telemetry.start()
         await self.commit.start()
         await self.http.start()
         await self.grpc.start()
@@ -111,6 +144,10 @@ class Service:
         await self.grpc.shutdown()
         await self.http.shutdown()
         await self.commit.shutdown()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
+        if self.metrics is not None:
+            self.metrics.shutdown()
         await self.engine.dispose()
         t = self.totals
         logger.info(

@@ -7,12 +7,14 @@ import math
 import grpc
 
 from collector.errors import PermanentError, RetryableError
+from collector.telemetry import retryable_answered
 
 HTTP_RETRYABLE = 503
 
 
 def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
     if isinstance(error, RetryableError):
+        retryable_answered("grpc")
         return grpc.StatusCode.UNAVAILABLE
     if error.status == 413:
         return grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -22,7 +24,10 @@ def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
 
 
 def http_status(error: PermanentError | RetryableError) -> int:
-    return HTTP_RETRYABLE if isinstance(error, RetryableError) else error.status
+    if isinstance(error, RetryableError):
+        retryable_answered("http")
+        return HTTP_RETRYABLE
+    return error.status
 
 
 def retry_after_header(error: RetryableError) -> str:
