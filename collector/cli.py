@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from collector import config as config_module
+from collector import loadgen
 from collector.config import Config, ConfigError
 
 EXIT_CONFIG = 2
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--to", dest="end", type=date.fromisoformat, help="last day")
     report.add_argument("--by", default="date,model_name", help="comma-separated key columns")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    loadgen.add_parser(commands)
     return parser
 
 
@@ -125,6 +127,8 @@ def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "loadgen":
+        return loadgen.main(args, asyncio.run)
     try:
         config = load_config(args)
     except ConfigError as error:
