@@ -9,7 +9,7 @@ every audit row is an ORM add; one commit per batch. The same reports go through
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -43,8 +43,8 @@ _registry.map_imperatively(ModelUsageDetail, schema.model_usage_details)
 
 
 async def seed_write(session: AsyncSession, reports: list[UsageReport]) -> None:
-    now = datetime.now(timezone.utc)
-    for row in rollups(reports, timezone.utc, (), now):
+    now = datetime.now(UTC)
+    for row in rollups(reports, UTC, (), now):
         query = select(ModelUsage).filter_by(**{k: row[k] for k in KEY_COLUMNS})
         current = (await session.execute(query)).scalar_one_or_none()
         if current is None:
@@ -54,7 +54,7 @@ async def seed_write(session: AsyncSession, reports: list[UsageReport]) -> None:
             for name in SUMMED:
                 setattr(current, name, getattr(current, name) + row[name])
             await session.flush()
-    session.add_all([ModelUsageDetail(**detail_row(r, timezone.utc)) for r in reports])
+    session.add_all([ModelUsageDetail(**detail_row(r, UTC)) for r in reports])
     await session.commit()
 
 

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from collector import config as config_module
-from collector import loadgen
+from collector import demo, loadgen
 from collector.config import Config, ConfigError
 
 EXIT_CONFIG = 2
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address the receivers bind (default 127.0.0.1)")
     serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
     serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports")
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
     report = commands.add_parser("report", help="usage by key columns over a date range")
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--by", default="date,model_name", help="comma-separated key columns")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     loadgen.add_parser(commands)
+    demo.add_parser(commands)
     return parser
 
 
@@ -129,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "loadgen":
         return loadgen.main(args, asyncio.run)
+    if args.command == "demo":
+        return demo.main(args, sys.stdout)
     try:
         config = load_config(args)
     except ConfigError as error:
@@ -138,7 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        if args.command == "serve":
+        if args.command == "serve" and args.workers > 1:
+            from collector.workers import serve
+
+            serve(config, args.workers)
+        elif args.command == "serve":
             asyncio.run(_serve(config))
         elif args.command == "migrate":
             asyncio.run(_migrate(config))

@@ -18,11 +18,11 @@ import os
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
-from collector.synthetic import PROTOCOLS, Spread, Template, templates
 from collector.senders import Outcome, Sender, open_sender
+from collector.synthetic import PROTOCOLS, Spread, Template, templates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ class LoadOptions:
     concurrency: int = 8
     spans: int = 1000
     templates: int = 8
-    spread: Spread = Spread()
+    spread: Spread = dataclasses.field(default_factory=Spread)
     seed: int = 1
     drain: float = 30.0
     timeout: float = 60.0
@@ -98,7 +98,8 @@ class LoadRun:
 
     async def run(self) -> Summary:
         o = self.options
-        sender = await open_sender(o.protocol, o.host, o.grpc_port, o.http_port, o.timeout)
+        sender = await open_sender(o.protocol, o.host, o.grpc_port, o.http_port, o.timeout,
+                                   min(o.concurrency, 32))  # fmt: skip
         started = time.monotonic()
         deadline = started + o.duration
         ticker = asyncio.create_task(self._tick(started))
@@ -213,7 +214,9 @@ def options_from(args: argparse.Namespace) -> LoadOptions:
     )  # fmt: skip
 
 
-def main(args: argparse.Namespace, run: Callable[[Awaitable[Summary]], Summary]) -> int:
+def main(
+    args: argparse.Namespace, run: Callable[[Coroutine[Any, Any, Summary]], Summary]
+) -> int:
     """Run the load and print the summary; exit 1 when a request was not acknowledged."""
     progress = None if args.quiet else progress_printer(sys.stderr)
     summary = run(LoadRun(options_from(args), progress).run())

@@ -32,16 +32,22 @@ class Sender(Protocol):
 
 
 class GrpcSender:
-    def __init__(self, target: str, timeout: float) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.max_send_message_length", -1)]
-        )
-        self._export = self._channel.unary_unary(TRACE_EXPORT)
+    """Round-robin over ``connections`` channels: with ``serve --workers N`` the kernel spreads
+    connections, not calls, over the workers."""
+
+    def __init__(self, target: str, timeout: float, connections: int = 1) -> None:
+        options = [("grpc.max_send_message_length", -1),
+                   ("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
+        self._channels = [grpc.aio.insecure_channel(target, options=options)
+                          for _ in range(max(1, connections))]  # fmt: skip
+        self._exports = [c.unary_unary(TRACE_EXPORT) for c in self._channels]
+        self._next = 0
         self._timeout = timeout
 
     async def send(self, body: bytes) -> tuple[Outcome, float]:
+        self._next = (self._next + 1) % len(self._exports)
         try:
-            await self._export(body, timeout=self._timeout)
+            await self._exports[self._next](body, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             if error.code() in _GRPC_RETRYABLE:
                 return Outcome.RETRY, DEFAULT_RETRY_AFTER
@@ -49,7 +55,8 @@ class GrpcSender:
         return Outcome.OK, 0.0
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
 
 class HttpSender:
@@ -83,12 +90,13 @@ def _retry_after(value: str | None) -> float:
 
 
 async def open_sender(
-    protocol: str, host: str, grpc_port: int, http_port: int, timeout: float
-) -> Sender:
+    protocol: str, host: str, grpc_port: int, http_port: int, timeout: float,
+    connections: int = 1,
+) -> Sender:  # fmt: skip
     """The sender for ``protocol``: grpc, http (protobuf), json, or gateway."""
     base = f"http://{host}:{http_port}"
     if protocol == "grpc":
-        return GrpcSender(f"{host}:{grpc_port}", timeout)
+        return GrpcSender(f"{host}:{grpc_port}", timeout, connections)
     if protocol == "http":
         return HttpSender(f"{base}/v1/traces", "application/x-protobuf", timeout)
     if protocol == "json":

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collector import conventions as conv
 
@@ -123,7 +124,7 @@ def _trace_request(calls: list[_Call], spread: Spread, marker: bytes, now_ns: in
         span.trace_id = marker + call.index.to_bytes(8, "big")
         span.span_id = (call.index + 1).to_bytes(8, "big")
         span.name = "chat" if not call.embedding else "embeddings"
-        span.kind = 3
+        span.kind = Span.SPAN_KIND_CLIENT
         span.start_time_unix_nano = now_ns - 900_000_000
         span.end_time_unix_nano = now_ns
         span.attributes.extend(_kv(k, v) for k, v in _attributes(call, spread))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from collector.fingerprint import digest
@@ -58,7 +58,7 @@ DETAIL_COLUMNS = (
     "request_content_bytes", "stream", "estimated", "source", "request_id", "started_at",
     "completed_at", "created_at", "updated_at",
 )  # fmt: skip
-_UTC = timezone.utc
+_UTC = UTC
 
 
 def detail_record(report: UsageReport, tz: tzinfo) -> tuple[Any, ...]:
@@ -118,7 +118,7 @@ def rollups(
         sums[5] += n
         if report.estimated:
             sums[6] += n
-    stamp = now.astimezone(timezone.utc).replace(tzinfo=None)
+    stamp = now.astimezone(UTC).replace(tzinfo=None)
     rows = []
     for key, (first, sums) in acc.items():
         typed = RollupKey(*key)

@@ -17,8 +17,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone, tzinfo
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timezone, tzinfo
+from typing import TypeVar
 
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -103,7 +103,8 @@ class SqlSink:
         return await staging.insert_new(conn, table, DETAIL_COLUMNS, rows, "dedup_key")
 
     async def _upsert_rollups(self, conn: AsyncConnection, reports: list[UsageReport]) -> None:
-        rows = rollups(reports, self._tz, self._extra, datetime.fromtimestamp(self._clock(), timezone.utc))
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        rows = rollups(reports, self._tz, self._extra, now)
         if not rows:
             return
         columns = tuple(rows[0])
