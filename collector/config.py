@@ -109,6 +109,11 @@ class MappingConfig(Section):
         return value
 
 
+class CatalogConfig(Section):
+    path: str
+    """YAML file of models, providers, users, api_keys, routes and clusters (see README)."""
+
+
 class Config(Section):
     receivers: ReceiversConfig = ReceiversConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -116,6 +121,7 @@ class Config(Section):
     commit: CommitConfig = CommitConfig()
     sources: SourcesConfig = SourcesConfig()
     mapping: MappingConfig = MappingConfig()
+    catalog: CatalogConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

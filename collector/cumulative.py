@@ -31,7 +31,7 @@ from typing import NamedTuple
 class StreamState(NamedTuple):
     time_ns: int
     value: int
-    count: int
+    requests: int
 
 
 def delta(
@@ -42,6 +42,6 @@ def delta(
         return value, count, StreamState(time_ns, value, count)
     if time_ns <= state.time_ns:
         return 0, 0, None
-    if value < state.value or count < state.count:
+    if value < state.value or count < state.requests:
         return value, count, StreamState(time_ns, value, count)
-    return value - state.value, count - state.count, StreamState(time_ns, value, count)
+    return value - state.value, count - state.requests, StreamState(time_ns, value, count)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from collector.catalog import Catalog
 from collector.config import Config
 from collector.ingest import Ingest, Sources
 from collector.mapping import FieldMapper, MappingRules
@@ -59,7 +60,10 @@ class Totals:
 
 class Service:
     def __init__(
-        self, config: Config, listeners: list[CommitListener] | None = None, reuse_port: bool = False
+        self,
+        config: Config,
+        listeners: list[CommitListener] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
         db = config.database
@@ -81,6 +85,7 @@ class Service:
             Estimation(agg.bytes_per_input_token, agg.tokens_per_output_chunk),
             self.commit,
             Sources(s.spans, s.genai_metrics, s.gateway),
+            catalog=Catalog.load(config.catalog.path) if config.catalog else None,
         )
         r = config.receivers
         self.grpc = GrpcReceiver(self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port)

@@ -46,6 +46,12 @@ def _identity(report: UsageReport, tz: tzinfo) -> dict[str, Any]:
         "operation": report.operation.value if report.operation is not None else None,
         "model_route_id": report.model_route_id,
         "organization_id": report.organization_id,
+        "user_name": report.user_name,
+        "api_key_id": report.api_key_id,
+        "api_key_name": report.api_key_name,
+        "api_key_is_custom": report.api_key_is_custom,
+        "model_route_name": report.model_route_name,
+        "cluster_name": report.cluster_name,
     }
 
 
@@ -56,7 +62,8 @@ DETAIL_COLUMNS = (
     "prompt_cache_write_token_count", "completion_reasoning_token_count", "request_count",
     "dedup_key", "cluster_id", "total_token_count", "completed", "output_chunk_count",
     "request_content_bytes", "stream", "estimated", "source", "request_id", "started_at",
-    "completed_at", "created_at", "updated_at",
+    "completed_at", "created_at", "updated_at", "user_name", "api_key_id", "api_key_name",
+    "api_key_is_custom", "model_route_name", "cluster_name",
 )  # fmt: skip
 _UTC = UTC
 
@@ -78,6 +85,8 @@ def detail_record(report: UsageReport, tz: tzinfo) -> tuple[Any, ...]:
         report.output_chunk_count, report.request_content_bytes, report.stream,
         report.estimated, report.source.value, report.request_id,
         _naive_utc(report.started_at), _naive_utc(report.completed_at), naive, naive,
+        report.user_name, report.api_key_id, report.api_key_name, report.api_key_is_custom,
+        report.model_route_name, report.cluster_name,
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import TypeVar
 
 from sqlalchemy import exc
@@ -49,7 +49,7 @@ class SqlSink:
     def __init__(
         self,
         engine: AsyncEngine,
-        tz: tzinfo = timezone.utc,
+        tz: tzinfo = UTC,
         extra_dimensions: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -114,7 +114,7 @@ class SqlSink:
         )  # fmt: skip
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), timezone.utc).replace(tzinfo=None)
+        return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
 
 
 def _first_by_key(reports: list[UsageReport]) -> list[UsageReport]:
