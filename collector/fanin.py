@@ -8,7 +8,9 @@ values): cheap to pickle, rebuilt as an equal ``UsageReport`` on the other side.
 
 Messages on the queue (plain tuples):
 - ``("ready", worker, grpc_port, http_port)`` once the worker's receivers listen;
-- ``("committed", worker, rows, duplicates, rejects, seconds)`` after each commit;
+- ``("committed", worker, rows, duplicates, rejects, seconds, accepted)`` after each commit;
+- ``("failed", worker)`` after a failed transaction, ``("retryable", worker, transport)`` after
+  a retryable answer, ``("pending", worker, reports)`` every second (self-telemetry);
 - ``("stopped", worker)`` after the worker's graceful shutdown, its last message.
 """
 
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from collector.pipeline import Committed
 from collector.report import Operation, Source, UsageReport
+from collector.telemetry import listen_retryable, unlisten_retryable
 
 FIELDS = tuple(f.name for f in dataclasses.fields(UsageReport))
 _SOURCE = FIELDS.index("source")
@@ -57,10 +61,51 @@ class Forwarder:
     def __call__(self, committed: Committed) -> None:
         rows = [encode(r) for r in committed.reports]
         self._outbox.put(("committed", self._worker, rows, committed.duplicates,
-                          committed.rejects, committed.seconds))  # fmt: skip
+                          committed.rejects, committed.seconds, committed.accepted))  # fmt: skip
 
 
 def committed_from(message: tuple[Any, ...]) -> tuple[int, Committed]:
     """(worker, Committed) of a ``committed`` message."""
-    _kind, worker, rows, duplicates, rejects, seconds = message
-    return worker, Committed([decode(r) for r in rows], duplicates, rejects, seconds)
+    _kind, worker, rows, duplicates, rejects, seconds, accepted = message
+    reports = [decode(r) for r in rows]
+    return worker, Committed(reports, duplicates, rejects, seconds, accepted)
+
+
+class RemoteTelemetry:
+    """A worker's self-telemetry (a ``TelemetrySink``), sent to the supervisor's."""
+
+    def __init__(self, outbox: Outbox, worker: int, interval: float = 1.0) -> None:
+        self._outbox = outbox
+        self._worker = worker
+        self._interval = interval
+        self._pending: Callable[[], int] = lambda: 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._report_pending, daemon=True,
+                                        name="tokenbridge-pending")  # fmt: skip
+
+    def committed(self, committed: Committed) -> None:
+        """Nothing to send: the ``Forwarder`` carries every commit, counted there."""
+
+    def failed(self) -> None:
+        self._outbox.put(("failed", self._worker))
+
+    def retryable(self, transport: str) -> None:
+        self._outbox.put(("retryable", self._worker, transport))
+
+    def watch_pending(self, pending: Callable[[], int]) -> None:
+        self._pending = pending
+
+    def start(self) -> None:
+        listen_retryable(self)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        unlisten_retryable(self)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._outbox.put(("pending", self._worker, 0))
+
+    def _report_pending(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._outbox.put(("pending", self._worker, self._pending()))

@@ -51,6 +51,8 @@ class Committed:
     duplicates: int
     rejects: int
     seconds: float
+    accepted: int = 0
+    """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
 
 
 class BatchWriter(Protocol):

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from collector.catalog import Catalog
-from collector.config import Config
+from collector.config import Config, MetricsConfig
 from collector.ingest import Ingest, Sources
 from collector.mapping import FieldMapper, MappingRules
 from collector.pipeline import (
-    BatchWriter,
     CommitListener,
     CommitSettings,
     Committed,
@@ -24,7 +23,7 @@ from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.report import Operation
 from collector.rules import Estimation
-from collector.telemetry import SelfTelemetry
+from collector.telemetry import SelfTelemetry, TelemetrySink, count_writes
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
@@ -50,6 +49,19 @@ def mapping_rules(config: Config) -> MappingRules:
     )  # fmt: skip
 
 
+def metrics_export(
+    config: MetricsConfig | None, listeners: list[CommitListener]
+) -> MetricsExport | None:
+    """The re-export of committed usage (its listener added to ``listeners``), or None when
+    the ``metrics`` section is missing or disabled."""
+    if config is None or not config.enabled:
+        return None
+    export = MetricsExport(config)
+    listeners.append(UsageMetrics(export.meter, config.labels, config.label_limits,
+                                  config.label_limit, config.overflow_value))  # fmt: skip
+    return export
+
+
 @dataclass
 class Totals:
     """Counts for the one summary line logged at shutdown."""
@@ -73,7 +85,10 @@ class Service:
         config: Config,
         listeners: list[CommitListener] | None = None,
         reuse_port: bool = False,
+        telemetry: TelemetrySink | None = None,
     ) -> None:
+        """``telemetry``: where self-telemetry goes instead of this service's own metrics (a
+        worker forwards it to its supervisor)."""
         self.config = config
         db = config.database
         self.engine = create_engine(db.url, connect_timeout=db.connect_timeout,
@@ -82,7 +97,8 @@ class Service:
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions)
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
-        self.metrics, self.telemetry, writer = self._metrics(listeners)
+        self.metrics, self.telemetry = self._metrics(listeners, telemetry)
+        writer = self.sink if self.telemetry is None else count_writes(self.sink, self.telemetry)
         c = config.commit
         self.commit = GroupCommit(
             writer,
@@ -107,20 +123,16 @@ class Service:
         self._stopped = False
 
     def _metrics(
-        self, listeners: list[CommitListener]
-    ) -> tuple[MetricsExport | None, SelfTelemetry | None, BatchWriter]:
+        self, listeners: list[CommitListener], remote: TelemetrySink | None
+    ) -> tuple[MetricsExport | None, TelemetrySink | None]:
         """The metrics re-export: usage counters fed by commits, self-telemetry around the
         writer. Nothing when the ``metrics`` section is missing or disabled."""
-        m = self.config.metrics
-        if m is None or not m.enabled:
-            return None, None, self.sink
-        export = MetricsExport(m)
-        listeners.append(UsageMetrics(export.meter, m.labels, m.label_limits, m.label_limit,
-                                      m.overflow_value))  # fmt: skip
-        if not m.self_telemetry:
-            return export, None, self.sink
-        telemetry = SelfTelemetry(export.meter)
-        return export, telemetry, telemetry.writer(self.sink)
+        if remote is not None:
+            return None, remote
+        export = metrics_export(self.config.metrics, listeners)
+        if export is None or not export.config.self_telemetry:
+            return export, None
+        return export, SelfTelemetry(export.meter)
 
     async def ready(self) -> bool:
         return not self.commit.database_down and await self.sink.ping()

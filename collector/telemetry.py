@@ -20,8 +20,8 @@ except the retryable-answer hook, which a running service registers and removes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -45,6 +45,37 @@ def retryable_answered(transport: str) -> None:
     """Called by ``receivers/status.py`` for every retryable answer it maps."""
     for hook in _retryable_hooks:
         hook(transport)
+
+
+def listen_retryable(telemetry: TelemetrySink) -> None:
+    _retryable_hooks.append(telemetry.retryable)
+
+
+def unlisten_retryable(telemetry: TelemetrySink) -> None:
+    if telemetry.retryable in _retryable_hooks:
+        _retryable_hooks.remove(telemetry.retryable)
+
+
+class TelemetrySink(Protocol):
+    """Where a service reports its own events: ``SelfTelemetry`` in one process; with
+    ``serve --workers``, a forwarder to the supervisor's ``SelfTelemetry``."""
+
+    def committed(self, committed: Committed) -> None: ...
+
+    def failed(self) -> None: ...
+
+    def retryable(self, transport: str) -> None: ...
+
+    def watch_pending(self, pending: Callable[[], int]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def count_writes(inner: BatchWriter, telemetry: TelemetrySink) -> BatchWriter:
+    """``inner`` with every transaction counted."""
+    return _CountingWriter(inner, telemetry)
 
 
 class SelfTelemetry:
@@ -80,26 +111,21 @@ class SelfTelemetry:
     def watch_pending(self, pending: Callable[[], int]) -> None:
         self._pending = pending
 
-    def writer(self, inner: BatchWriter) -> BatchWriter:
-        """``inner`` with every transaction counted."""
-        return _CountingWriter(inner, self)
-
     def retryable(self, transport: str) -> None:
         self._retryable.add(1, {"transport": transport})
 
     def start(self) -> None:
-        _retryable_hooks.append(self.retryable)
+        listen_retryable(self)
 
     def shutdown(self) -> None:
-        if self.retryable in _retryable_hooks:
-            _retryable_hooks.remove(self.retryable)
+        unlisten_retryable(self)
 
-    def committed(self, work: Work, committed: Committed, seconds: float) -> None:
-        self._accepted.add(len(work.reports) + len(work.samples))
+    def committed(self, committed: Committed) -> None:
+        self._accepted.add(committed.accepted)
         self._rejected.add(committed.rejects)
         self._deduplicated.add(committed.duplicates)
         self._committed.add(len(committed.reports))
-        self._duration.record(seconds)
+        self._duration.record(committed.seconds)
 
     def failed(self) -> None:
         self._errors.add(1)
@@ -109,18 +135,17 @@ class SelfTelemetry:
 
 
 class _CountingWriter:
-    def __init__(self, inner: BatchWriter, telemetry: SelfTelemetry) -> None:
+    def __init__(self, inner: BatchWriter, telemetry: TelemetrySink) -> None:
         self._inner = inner
         self._telemetry = telemetry
 
     async def write(self, work: Work) -> Committed:
-        started = time.perf_counter()
         try:
             committed = await self._inner.write(work)
         except Exception:
             self._telemetry.failed()
             raise
-        self._telemetry.committed(work, committed, time.perf_counter() - started)
+        self._telemetry.committed(committed)
         return committed
 
     async def ping(self) -> bool:

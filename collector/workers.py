@@ -29,8 +29,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from collector.config import Config
-from collector.fanin import Forwarder, Outbox, committed_from
+from collector.fanin import Forwarder, Outbox, RemoteTelemetry, committed_from
 from collector.pipeline import CommitListener
+from collector.service import metrics_export
+from collector.telemetry import SelfTelemetry
 
 logger = logging.getLogger(__name__)
 _spawn = multiprocessing.get_context("spawn")  # no fork: gRPC and asyncio state stay behind
@@ -56,9 +58,16 @@ class Supervisor:
         self.config = config.model_copy(update={
             "receivers": receivers,
             "database": config.database.model_copy(update={"migrate_on_start": False}),
+            "metrics": None,  # the supervisor owns the host's one metrics endpoint
         })  # fmt: skip
         self._migrate = config.database.migrate_on_start
         self.listeners = list(listeners)
+        self.metrics = metrics_export(config.metrics, self.listeners)
+        self.telemetry: SelfTelemetry | None = None
+        if self.metrics is not None and self.metrics.config.self_telemetry:
+            self.telemetry = SelfTelemetry(self.metrics.meter)
+            self.telemetry.watch_pending(lambda: sum(self._pending))
+        self._pending = [0] * workers
         self.committed = [0] * workers
         """Reports committed by each worker, as delivered to the supervisor."""
         self._queue: Any = _spawn.Queue()
@@ -79,6 +88,8 @@ class Supervisor:
     def start(self, timeout: float = 60.0) -> None:
         if self._migrate:
             asyncio.run(_migrate(self.config.database.url))
+        if self.metrics is not None:
+            self.metrics.start()
         self._processes = [self._spawn(i) for i in range(len(self._ready))]
         self._reader.start()
         deadline = time.monotonic() + timeout
@@ -89,7 +100,8 @@ class Supervisor:
 
     def _spawn(self, index: int) -> BaseProcess:
         process = _spawn.Process(
-            target=worker_main, args=(self.config.model_dump(), index, self._queue),
+            target=worker_main,
+            args=(self.config.model_dump(), index, self._queue, self.telemetry is not None),
             name=f"tokenbridge-worker-{index}",
         )  # fmt: skip
         process.start()
@@ -114,6 +126,8 @@ class Supervisor:
                 self._stopped[index].set()
         if self._reader.is_alive():
             self._reader.join()
+        if self.metrics is not None:
+            self.metrics.shutdown()
         logger.info(
             "tokenbridge stopped: %d reports committed by %d workers (%s)", sum(self.committed),
             len(self.committed), ", ".join(str(n) for n in self.committed),
@@ -142,6 +156,19 @@ class Supervisor:
                     listener(committed)
                 except Exception:
                     logger.exception("commit listener failed")
+            if self.telemetry is not None:
+                self.telemetry.committed(committed)
+        else:
+            self._telemetry(kind, index, message)
+
+    def _telemetry(self, kind: str, index: int, message: tuple[Any, ...]) -> None:
+        """A worker's self-telemetry event, counted in the supervisor's one registry."""
+        if kind == "pending":
+            self._pending[index] = message[2]
+        elif self.telemetry is not None and kind == "failed":
+            self.telemetry.failed()
+        elif self.telemetry is not None and kind == "retryable":
+            self.telemetry.retryable(message[2])
 
     def _watch(self) -> None:
         """Restart a worker that died while serving."""
@@ -164,19 +191,22 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
-def worker_main(config_data: dict[str, Any], index: int, outbox: Outbox) -> None:
+def worker_main(
+    config_data: dict[str, Any], index: int, outbox: Outbox, telemetry: bool = False
+) -> None:
     config = Config.model_validate(config_data)
     logging.basicConfig(
         level=config.log_level,
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
     )
-    asyncio.run(_work(config, index, outbox))
+    asyncio.run(_work(config, index, outbox, telemetry))
 
 
-async def _work(config: Config, index: int, outbox: Outbox) -> None:
+async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> None:
     from collector.service import Service
 
-    service = Service(config, [Forwarder(outbox, index)], reuse_port=True)
+    remote = RemoteTelemetry(outbox, index) if telemetry else None
+    service = Service(config, [Forwarder(outbox, index)], reuse_port=True, telemetry=remote)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,9 +227,11 @@ def serve(config: Config, workers: int, listeners: Sequence[CommitListener] = ()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     supervisor.start()
+    metrics = supervisor.metrics
+    at = f" metrics {metrics.config.host}:{metrics.port}" if metrics and metrics.port else ""
     print(
         f"tokenbridge ready: grpc {config.receivers.host}:{supervisor.grpc_port} "
-        f"http {config.receivers.host}:{supervisor.http_port} ({workers} workers)",
+        f"http {config.receivers.host}:{supervisor.http_port}{at} ({workers} workers)",
         flush=True,
     )
     try:

@@ -79,7 +79,9 @@ class SqlSink:
                 raise
             except (OSError, TimeoutError, ConnectionError) as error:
                 raise RetryableError(f"database unavailable: {error}") from error
-        return Committed(reports, duplicates, len(work.rejects), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        accepted = len(work.reports) + len(work.samples)
+        return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
 
     async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
         reports = list(work.reports)

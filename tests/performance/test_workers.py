@@ -12,6 +12,7 @@ from collector.pipeline import Committed
 from collector.synthetic import Spread
 from collector.workers import Supervisor
 from tests.support import Server, free_port, query
+from tests.test_metrics_export import _scrape
 
 
 def _load(supervisor: Supervisor, requests: int, duration: float) -> LoadRun:
@@ -66,3 +67,38 @@ async def test_serve_workers_cli_stops_gracefully(
     assert summary.acknowledged == 8
     assert await query(postgres_url, "select count(*) from model_usage_details") == [(200,)]
     assert "200 reports committed by 2 workers" in server.log()
+
+
+def _totals(port: int) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for (name, _labels), value in _scrape(port).items():
+        sums[name] = sums.get(name, 0.0) + value
+    return sums
+
+
+async def test_workers_show_one_consistent_set_of_counters(
+    postgres_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    server = server_factory(postgres_url, tmp_path, extra_args=[
+        "--workers", "2", "--metrics-port", str(metrics_port)]).start()  # fmt: skip
+    summary = await LoadRun(LoadOptions(
+        grpc_port=server.grpc_port, http_port=server.http_port, protocol="grpc",
+        duration=120, requests=24, concurrency=8, spans=25, templates=2,
+        spread=Spread(models=2, users=3, keys=4),
+    )).run()  # fmt: skip
+    assert summary.acknowledged == 24
+    [(rows, prompt, completion)] = await query(postgres_url, """
+        SELECT (SELECT count(*) FROM model_usage_details), sum(prompt_token_count),
+               sum(completion_token_count) FROM model_usages""")  # fmt: skip
+    assert rows == 24 * 25
+    first = await asyncio.to_thread(_totals, metrics_port)
+    second = await asyncio.to_thread(_totals, metrics_port)
+    for scrape in (first, second):  # the same totals on every scrape: no per-worker resets
+        assert scrape["tokenbridge_usage_input_tokens_total"] == prompt == summary.input_tokens
+        assert scrape["tokenbridge_usage_output_tokens_total"] == completion
+        assert scrape["tokenbridge_usage_requests_total"] == rows
+        assert scrape["tokenbridge_reports_committed_total"] == rows
+        assert scrape["tokenbridge_reports_accepted_total"] == rows
+        assert scrape["tokenbridge_database_errors_total"] == 0
+    assert server.stop() == 0
