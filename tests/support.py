@@ -42,6 +42,7 @@ class Server:
         self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
 
     @property
     def http(self) -> str:
@@ -55,7 +56,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {k: v for k, v in env.items() if not k.startswith("TOKENBRIDGE_") or
                k.startswith("TOKENBRIDGE_TEST_")}  # fmt: skip
-        log = self.log_path.open("ab")
+        log = self._log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
              "--database-url", self.database_url, "--grpc-port", str(self.grpc_port),
@@ -92,14 +93,23 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
-        self.process = None
+        self._reap()
         return code
 
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait(10)
-            self.process = None
+            self._reap()
+
+    def _reap(self) -> None:
+        """Close the pipe and the log file of the process that ended (restarts open new ones)."""
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self.process = None
 
     def __enter__(self) -> Server:
         return self.start()
