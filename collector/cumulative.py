@@ -31,7 +31,8 @@ from typing import NamedTuple
 class StreamState(NamedTuple):
     time_ns: int
     value: int
-    count: int
+    recorded: int
+    """A histogram's count of recorded values (0 for sums)."""
 
 
 def delta(
@@ -42,6 +43,6 @@ def delta(
         return value, count, StreamState(time_ns, value, count)
     if time_ns <= state.time_ns:
         return 0, 0, None
-    if value < state.value or count < state.count:
+    if value < state.value or count < state.recorded:
         return value, count, StreamState(time_ns, value, count)
-    return value - state.value, count - state.count, StreamState(time_ns, value, count)
+    return value - state.value, count - state.recorded, StreamState(time_ns, value, count)

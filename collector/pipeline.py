@@ -180,8 +180,8 @@ class GroupCommit:
         if error is not None and len(taken) > 1 and not self._database_down:
             # One request's data failed a transaction the database could run: write each
             # request alone so the others are not refused with it.
-            for part in taken:
-                await self._write([part])
+            for entry in taken:
+                await self._write([entry])
             return
         for _part, future, _at in taken:
             if future.done():

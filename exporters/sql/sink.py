@@ -90,7 +90,7 @@ class SqlSink:
         new = [r for r in unique if r.dedup_key in inserted]
         await self._upsert_rollups(conn, new)
         if work.rejects:
-            rows = [reject_row(r) for r in work.rejects]
+            rows = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
             table = schema.usage_rejects
             for chunk in chunks(rows, len(rows[0])):
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
