@@ -63,6 +63,22 @@ class Tally:
         return out
 
 
+async def wait_acks(tally: Tally, count: int, timeout: float) -> None:
+    """Until ``count`` reports are acknowledged (bounded)."""
+    deadline = time.monotonic() + timeout
+    while len(tally.acked) < count:
+        assert time.monotonic() < deadline, f"only {len(tally.acked)} reports acknowledged"
+        await asyncio.sleep(0.05)
+
+
+def dedup_key(it: Item) -> str:
+    """The idempotency key the bridge stores for ``it`` (gateway request id, or span ids)."""
+    if it.key.startswith("grpc"):
+        trace = hashlib.blake2b(it.key.encode(), digest_size=16).hexdigest()
+        return f"{trace}/{hashlib.blake2b(it.key.encode(), digest_size=8).hexdigest()}"
+    return f"gw:{it.key}"
+
+
 def gateway_body(items: Sequence[Item]) -> list[dict[str, object]]:
     return [
         {"model": it.model, "user_id": it.user, "input_token": it.input,

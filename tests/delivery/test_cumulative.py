@@ -14,9 +14,13 @@ from tests.support import Server
 
 
 def _expected(model: str, runs: list[dict[str, Any]]) -> dict[str, tuple[int, int, int]]:
-    histogram = tuple(sum(r[k] for r in runs) for k in ("input", "output", "requests"))
-    counters = (sum(r["counter_input"] for r in runs), sum(r["counter_output"] for r in runs), 0)
-    return {model: histogram, f"{model}-counter": counters}  # type: ignore[dict-item]
+    def total(key: str) -> int:
+        return sum(int(run[key]) for run in runs)
+
+    return {
+        model: (total("input"), total("output"), total("requests")),
+        f"{model}-counter": (total("counter_input"), total("counter_output"), 0),
+    }
 
 
 async def test_cumulative_producers_restarted_and_replayed_count_exactly(

@@ -11,7 +11,7 @@ import aiohttp
 from sqlalchemy.engine import make_url
 
 from tests.delivery.helpers import scalar, totals
-from tests.delivery.load import Sender, Tally, gateway_sender, grpc_sender
+from tests.delivery.load import Sender, Tally, gateway_sender, grpc_sender, wait_acks
 from tests.delivery.proxy import TcpProxy
 from tests.support import Server
 
@@ -21,13 +21,6 @@ OUTAGE_SECONDS = 10
 async def _readyz(session: aiohttp.ClientSession, server: Server) -> int:
     async with session.get(f"{server.http}/readyz") as response:
         return response.status
-
-
-async def _wait_acks(tally: Tally, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while len(tally.acked) < count:
-        assert time.monotonic() < deadline, f"only {len(tally.acked)} reports acknowledged"
-        await asyncio.sleep(0.05)
 
 
 async def test_database_outage_answers_retryable_and_loses_nothing(
@@ -51,7 +44,7 @@ async def test_database_outage_answers_retryable_and_loses_nothing(
             asyncio.create_task(grpc_sender(Sender("grpc-1", tally, stop), [server.grpc])),
             asyncio.create_task(grpc_sender(Sender("grpc-2", tally, stop), [server.grpc])),
         ]
-        await _wait_acks(tally, 100, 30)
+        await wait_acks(tally, 100, 30)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             await proxy.cut()
             acked_at_cut = len(tally.acked)
@@ -65,7 +58,7 @@ async def test_database_outage_answers_retryable_and_loses_nothing(
             while await _readyz(session, server) != 200:
                 assert time.monotonic() < deadline, "the bridge did not become ready again"
                 await asyncio.sleep(0.2)
-            await _wait_acks(tally, len(tally.acked) + 100, 30)
+            await wait_acks(tally, len(tally.acked) + 100, 30)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*senders), 60)
     finally:
