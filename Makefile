@@ -18,6 +18,10 @@ run: install  ## serve on the embedded SQLite default (./tokenbridge.db)
 test: install  ## the whole test suite (PostgreSQL tests skip when it is unreachable, fail on CI)
 	$(PY) -m pytest $(ARGS)
 
+.PHONY: bench-replicas
+bench-replicas: install  ## tokens lost or double counted: seed-style writers vs tokenbridge replicas (PostgreSQL)
+	$(PY) bench/replicas.py $(ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check collector exporters tests
 	$(VENV)/bin/mypy
