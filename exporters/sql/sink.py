@@ -75,10 +75,11 @@ class SqlSink:
                     await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
                     continue
                 if is_unavailable(error):
-                    raise RetryableError(f"database unavailable: {error.orig}") from error
+                    message = f"database unavailable: {_describe(error.orig or error)}"
+                    raise RetryableError(message) from error
                 raise
             except (OSError, TimeoutError, ConnectionError) as error:
-                raise RetryableError(f"database unavailable: {error}") from error
+                raise RetryableError(f"database unavailable: {_describe(error)}") from error
         return Committed(reports, duplicates, len(work.rejects), time.perf_counter() - started)
 
     async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
@@ -128,6 +129,11 @@ class SqlSink:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), timezone.utc).replace(tzinfo=None)
+
+
+def _describe(error: BaseException) -> str:
+    """The error's class and message (a timeout's message is empty)."""
+    return f"{type(error).__name__}: {error}".rstrip(": ")
 
 
 def _first_by_key(reports: list[UsageReport]) -> list[UsageReport]:

@@ -12,7 +12,9 @@ CHUNK = 65536
 
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to a target. ``cut()`` closes every open connection and
-    stops listening (new connections are refused); ``restore()`` listens again on the same port."""
+    stops listening (new connections are refused); ``restore()`` listens again on the same port.
+    ``freeze()`` is a partition instead: connections stay open but nothing passes, new ones are
+    accepted and left waiting; ``thaw()`` ends it."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -20,6 +22,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(
@@ -44,10 +48,17 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     async def close(self) -> None:
         await self.cut()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -56,8 +67,8 @@ class TcpProxy:
         link = (writer, up_writer)
         self._links.add(link)
         tasks = [
-            asyncio.create_task(_pump(reader, up_writer)),
-            asyncio.create_task(_pump(up_reader, writer)),
+            asyncio.create_task(_pump(reader, up_writer, self._flowing)),
+            asyncio.create_task(_pump(up_reader, writer, self._flowing)),
         ]
         self._tasks.update(tasks)
         try:
@@ -71,8 +82,11 @@ class TcpProxy:
             up_writer.transport.abort()
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         while data := await reader.read(CHUNK):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()

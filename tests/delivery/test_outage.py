@@ -1,5 +1,7 @@
-"""The network to PostgreSQL is cut for ~10 s under load: senders are told to retry, the
-bridge reports not ready, recovers on its own, and the totals are exact."""
+"""The network to PostgreSQL fails under load: senders are told to retry, the bridge reports
+not ready, recovers on its own, and the totals are exact. Two ways: a cut (~10 s; connections
+closed, new ones refused) and a partition (connections hang; statement and connect timeouts
+must turn it into "unavailable")."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from sqlalchemy.engine import make_url
 
 from tests.delivery.helpers import scalar, totals
@@ -15,7 +18,21 @@ from tests.delivery.load import Sender, Tally, gateway_sender, grpc_sender, wait
 from tests.delivery.proxy import TcpProxy
 from tests.support import Server
 
-OUTAGE_SECONDS = 10
+OUTAGE_SECONDS = {"cut": 10, "partition": 6}
+
+
+async def _fail(proxy: TcpProxy, outage: str) -> None:
+    if outage == "cut":
+        await proxy.cut()
+    else:
+        proxy.freeze()
+
+
+async def _heal(proxy: TcpProxy, outage: str) -> None:
+    if outage == "cut":
+        await proxy.restore()
+    else:
+        proxy.thaw()
 
 
 async def _readyz(session: aiohttp.ClientSession, server: Server) -> int:
@@ -23,15 +40,16 @@ async def _readyz(session: aiohttp.ClientSession, server: Server) -> int:
         return response.status
 
 
+@pytest.mark.parametrize("outage", ["cut", "partition"])
 async def test_database_outage_answers_retryable_and_loses_nothing(
-    postgres_url: str, server_factory: type[Server], tmp_path: Path
+    outage: str, postgres_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
     target = make_url(postgres_url)
     proxy = await TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
     through_proxy = target.set(port=proxy.port).render_as_string(hide_password=False)
     config = {
         "commit": {"flush_interval": 0.02, "retry_after": 1.0},
-        "database": {"connect_timeout": 2.0, "command_timeout": 5.0},
+        "database": {"connect_timeout": 2.0, "command_timeout": 2.0},
     }
     server = server_factory(through_proxy, tmp_path, config)
     try:
@@ -46,14 +64,14 @@ async def test_database_outage_answers_retryable_and_loses_nothing(
         ]
         await wait_acks(tally, 100, 30)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            await proxy.cut()
+            await _fail(proxy, outage)
             acked_at_cut = len(tally.acked)
             ready_during: list[int] = []
-            for _ in range(OUTAGE_SECONDS):
+            for _ in range(OUTAGE_SECONDS[outage]):
                 await asyncio.sleep(1)
                 ready_during.append(await _readyz(session, server))
             acked_during = len(tally.acked) - acked_at_cut
-            await proxy.restore()
+            await _heal(proxy, outage)
             deadline = time.monotonic() + 30
             while await _readyz(session, server) != 200:
                 assert time.monotonic() < deadline, "the bridge did not become ready again"
