@@ -8,9 +8,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.delivery.clients import COUNTERS
 from tests.delivery.helpers import client, last_json, totals
 from tests.support import Server
+
+pytestmark = pytest.mark.slow
 
 
 def _expected(model: str, runs: list[dict[str, Any]]) -> dict[str, tuple[int, int, int]]:

@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.delivery.helpers import client, scalar, totals
 from tests.support import Server
+
+pytestmark = pytest.mark.slow
 
 BATCHES = 60
 SIZE = 50

@@ -18,6 +18,8 @@ from tests.delivery.load import Sender, Tally, gateway_sender, grpc_sender, wait
 from tests.delivery.proxy import TcpProxy
 from tests.support import Server
 
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
 OUTAGE_SECONDS = {"cut": 10, "partition": 6}
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.delivery.helpers import scalar, totals
 from tests.delivery.load import Sender, Tally, gateway_sender, grpc_sender
 from tests.support import Server
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 REPLICAS = 3
 REQUESTS = 60

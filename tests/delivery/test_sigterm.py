@@ -7,8 +7,12 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.delivery.load import Sender, Tally, dedup_key, gateway_sender, grpc_sender, wait_acks
 from tests.support import Server, query
+
+pytestmark = pytest.mark.slow
 
 SUMMARY = re.compile(
     r"tokenbridge stopped after .*: (\d+) reports committed, .* (\d+) pending left"
