@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address the receivers bind (default 127.0.0.1)")
     serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
     serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318)")
+    serve.add_argument("--metrics-port", type=int,
+                       help="Prometheus scrape port; enables the metrics section")  # fmt: skip
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
     report = commands.add_parser("report", help="usage by key columns over a date range")
@@ -59,6 +61,8 @@ def load_config(args: argparse.Namespace) -> Config:
     }
     if receivers:
         overrides["receivers"] = receivers
+    if getattr(args, "metrics_port", None) is not None:
+        overrides["metrics"] = {"port": args.metrics_port}
     return config_module.load(args.config, overrides)
 
 
@@ -71,9 +75,12 @@ async def _serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    metrics = ""
+    if service.metrics is not None and service.metrics.port is not None:
+        metrics = f" metrics {service.metrics.config.host}:{service.metrics.port}"
     print(
         f"tokenbridge ready: grpc {config.receivers.host}:{service.grpc.port} "
-        f"http {config.receivers.host}:{service.http.port}",
+        f"http {config.receivers.host}:{service.http.port}{metrics}",
         flush=True,
     )
     try:

@@ -111,6 +111,40 @@ class MappingConfig(Section):
         return value
 
 
+class CatalogConfig(Section):
+    path: str
+    """YAML file of models, providers, users, api_keys, routes and clusters (see README)."""
+
+
+class MetricsConfig(Section):
+    """Re-export of committed usage and self-telemetry (``exporters/metrics``). A missing
+    section, or ``enabled: false``, serves no endpoint and pushes nothing."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+    """Prometheus scrape endpoint (``GET /metrics``); ``prometheus: false`` turns it off."""
+    prometheus: bool = True
+    otlp_endpoint: str | None = None
+    """OTLP push target, e.g. ``http://otel-collector:4317`` (grpc) or
+    ``http://otel-collector:4318/v1/metrics`` (http); unset means no push."""
+    otlp_protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    otlp_interval: float = Field(15.0, gt=0)
+    """Seconds between OTLP pushes."""
+    otlp_headers: dict[str, str] = {}
+    labels: tuple[str, ...] = ("model", "provider", "operation", "user", "api_key", "estimated")
+    """Attributes of the usage counters, from: model, provider, operation, user, api_key,
+    estimated, organization, model_route, cluster, source."""
+    label_limit: int = Field(1000, ge=1)
+    """Distinct values kept per label; later new values become ``overflow_value``."""
+    label_limits: dict[str, int] = {}
+    """Per-label overrides of ``label_limit``."""
+    overflow_value: str = "__overflow__"
+    max_series: int = Field(100_000, ge=1)
+    """Series one usage counter may hold (the SDK's own cardinality limit)."""
+    self_telemetry: bool = True
+
+
 class Config(Section):
     receivers: ReceiversConfig = ReceiversConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -118,6 +152,8 @@ class Config(Section):
     commit: CommitConfig = CommitConfig()
     sources: SourcesConfig = SourcesConfig()
     mapping: MappingConfig = MappingConfig()
+    catalog: CatalogConfig | None = None
+    metrics: MetricsConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

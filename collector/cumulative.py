@@ -31,8 +31,7 @@ from typing import NamedTuple
 class StreamState(NamedTuple):
     time_ns: int
     value: int
-    recorded: int
-    """A histogram's count of recorded values (0 for sums)."""
+    requests: int
 
 
 def delta(
@@ -43,6 +42,6 @@ def delta(
         return value, count, StreamState(time_ns, value, count)
     if time_ns <= state.time_ns:
         return 0, 0, None
-    if value < state.value or count < state.recorded:
+    if value < state.value or count < state.requests:
         return value, count, StreamState(time_ns, value, count)
-    return value - state.value, count - state.recorded, StreamState(time_ns, value, count)
+    return value - state.value, count - state.requests, StreamState(time_ns, value, count)

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from collector import conventions as conv
 from collector.fingerprint import digest
 from collector.mapping import FieldMapper
 from collector.report import Operation, Source, UsageReport
 from collector.values import BadValue, as_count, as_flag, as_id, as_millis, as_text
 
-_COUNTS = (
-    "input_token",
-    "output_token",
-    "total_token",
-    "input_cached_token",
-    "cache_write_input_token",
-    "reasoning_output_token",
-    "output_chunk_count",
-    "request_content_bytes",
-)
+_COUNTS = conv.TOKEN_FIELDS + conv.EVIDENCE_FIELDS
 _IDS = ("model_id", "provider_id", "model_route_id", "cluster_id")
 _TEXTS = ("provider_name", "provider_type", "user_id", "access_key", "organization_id")
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from collector.catalog import Catalog
 from collector.errors import PermanentError
 from collector.gateway import gateway_report
 from collector.mapping import FieldMapper
@@ -18,7 +19,7 @@ from collector.otlp.items import PointItem, SpanItem
 from collector.otlp.json import Malformed
 from collector.pipeline import GroupCommit, Work
 from collector.points import MetricRules, point_sample
-from collector.report import Reject, Source
+from collector.report import Reject, Source, UsageReport
 from collector.rules import Estimation, estimate
 from collector.spans import span_report
 from collector.values import BadValue
@@ -56,6 +57,7 @@ class Ingest:
         commit: GroupCommit,
         sources: Sources = Sources(),
         clock: Callable[[], float] = time.time,
+        catalog: Catalog | None = None,
     ) -> None:
         self.mapper = mapper
         self.metric_rules = metric_rules
@@ -64,6 +66,7 @@ class Ingest:
         self._commit = commit
         self._sources = sources
         self._clock = clock
+        self._catalog = catalog
 
     async def spans(self, items: Iterable[SpanItem]) -> IngestResult:
         now = int(self._clock() * 1000)
@@ -72,7 +75,7 @@ class Ingest:
             if not self._sources.spans:
                 continue
             try:
-                report = span_report(span, self.mapper, now)
+                report = self._admit(span_report(span, self.mapper, now))
             except BadValue as exc:
                 work.rejects.append(_reject(Source.SPAN, exc, span, now))
                 continue
@@ -86,6 +89,9 @@ class Ingest:
         for point in _structural(items):
             try:
                 sample = point_sample(point, self.metric_rules, self.mapper, now)
+                if sample is not None and self._catalog is not None:
+                    template = self._catalog.apply(sample.template)
+                    sample = dataclasses.replace(sample, template=template)
             except BadValue as exc:
                 work.rejects.append(_reject(Source.METRIC, exc, point, now))
                 continue
@@ -102,13 +108,19 @@ class Ingest:
         work = Work()
         for item in items:
             try:
-                report = gateway_report(item, self.mapper, now)
+                report = self._admit(gateway_report(item, self.mapper, now))
             except BadValue as exc:
                 work.rejects.append(_reject(Source.GATEWAY, exc, item, now))
                 continue
             if report is not None and self._sources.gateway:
                 work.reports.append(estimate(report, self._estimation))
         return await self._submit(work)
+
+    def _admit(self, report: UsageReport | None) -> UsageReport | None:
+        """The catalog's check and name snapshot, when there is a catalog."""
+        if report is None or self._catalog is None:
+            return report
+        return self._catalog.apply(report)
 
     def _counts(self, point: PointItem) -> bool:
         return point.metric in self.metric_rules.custom or self._sources.genai_metrics

@@ -64,6 +64,8 @@ class BatchWriter(Protocol):
 
 
 CommitListener = Callable[[Committed], None]
+Pending = tuple[Work, "asyncio.Future[None]", float]
+"""A request's work, the future its receiver awaits, and when it was queued."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +88,9 @@ class GroupCommit:
         self._settings = settings
         self._listeners = list(listeners)
         self._clock = clock
-        self._queue: deque[tuple[Work, asyncio.Future[None], float]] = deque()
+        self._queue: deque[Pending] = deque()
         self._pending = 0
+        self._queued = 0
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
@@ -96,6 +99,7 @@ class GroupCommit:
 
     @property
     def pending(self) -> int:
+        """Reports accepted and not yet committed (queued or in the open transaction)."""
         return self._pending
 
     @property
@@ -122,8 +126,9 @@ class GroupCommit:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((work, future, self._clock()))
         self._pending += len(work)
+        self._queued += len(work)
         self._wake.set()
-        if self._pending >= self._settings.max_batch:
+        if self._queued >= self._settings.max_batch:
             self._full.set()
         await future
 
@@ -151,7 +156,7 @@ class GroupCommit:
             if self._closing and not self._queue:
                 return
             await self._wake.wait()
-            if self._queue and not self._closing and self._pending < self._settings.max_batch:
+            if self._queue and not self._closing and self._queued < self._settings.max_batch:
                 oldest = self._queue[0][2]
                 wait = oldest + self._settings.flush_interval - self._clock()
                 if wait > 0:
@@ -163,16 +168,16 @@ class GroupCommit:
                 self._wake.clear()
                 self._full.clear()
 
-    def _take(self) -> list[tuple[Work, asyncio.Future[None], float]]:
+    def _take(self) -> list[Pending]:
         taken = [self._queue.popleft()]
         size = len(taken[0][0])
         while self._queue and size + len(self._queue[0][0]) <= self._settings.max_batch:
             taken.append(self._queue.popleft())
             size += len(taken[-1][0])
-        self._pending -= size
+        self._queued -= size
         return taken
 
-    async def _write(self, taken: list[tuple[Work, asyncio.Future[None], float]]) -> None:
+    async def _write(self, taken: list[Pending]) -> None:
         work = Work()
         for part, _future, _at in taken:
             work.extend(part)
@@ -180,16 +185,22 @@ class GroupCommit:
         if error is not None and len(taken) > 1 and not self._database_down:
             # One request's data failed a transaction the database could run: write each
             # request alone so the others are not refused with it.
-            for entry in taken:
-                await self._write([entry])
+            for one in taken:
+                await self._write([one])
             return
-        for _part, future, _at in taken:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+        for one in taken:
+            self._settle(one, error)
+
+    def _settle(self, pending: Pending, error: RetryableError | None) -> None:
+        """Answer one request; its reports stop counting as pending."""
+        work, future, _at = pending
+        self._pending -= len(work)
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
     async def _attempt(self, work: Work) -> RetryableError | None:
         try:
@@ -209,10 +220,8 @@ class GroupCommit:
     async def _probe(self) -> None:
         """Wait while the database is down; fail what is queued so senders retry."""
         while self._queue:
-            _work, future, _at = self._queue.popleft()
-            if not future.done():
-                future.set_exception(RetryableError("database unavailable"))
-        self._pending = 0
+            self._settle(self._queue.popleft(), RetryableError("database unavailable"))
+        self._queued = 0
         await asyncio.sleep(self._settings.retry_after)
         if await _safe(self._writer.ping()):
             logger.info("database reachable again, taking work")

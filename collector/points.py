@@ -40,10 +40,20 @@ class PointSample:
     """Identity fields of the report; counts come from the (delta) value and count."""
 
     def report(self, value: int, count: int) -> UsageReport:
-        counts: dict[str, int] = {self.field: value, "request_count": count}
-        if self.field in ("input_token", "output_token"):
-            counts["total_token"] = value
-        return dataclasses.replace(self.template, **counts)
+        """The report for this point's (delta) tokens and requests."""
+        t = dataclasses.replace(self.template, request_count=count)
+        match self.field:
+            case "input_token":
+                return dataclasses.replace(t, input_token=value, total_token=value)
+            case "output_token":
+                return dataclasses.replace(t, output_token=value, total_token=value)
+            case "input_cached_token":
+                return dataclasses.replace(t, input_cached_token=value)
+            case "cache_write_input_token":
+                return dataclasses.replace(t, cache_write_input_token=value)
+            case "reasoning_output_token":
+                return dataclasses.replace(t, reasoning_output_token=value)
+        raise ValueError(f"not a token field: {self.field}")
 
 
 @dataclasses.dataclass(frozen=True)

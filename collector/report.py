@@ -74,6 +74,15 @@ class UsageReport:
     stream: bool | None = None
     request_id: str | None = None
     estimated: bool = False
+    prompt_from_total: bool = False
+    """The catalog says this is an embedding or reranker model (the seed's token resolution)."""
+    # Name snapshots taken from the catalog at ingest, so rows keep the names of the day.
+    user_name: str | None = None
+    api_key_id: int | None = None
+    api_key_name: str | None = None
+    api_key_is_custom: bool | None = None
+    model_route_name: str | None = None
+    cluster_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

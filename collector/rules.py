@@ -6,7 +6,7 @@ Each rule takes a report and settings and returns a value; callers own time and 
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import NamedTuple
 
 from collector.report import Operation, UsageReport
@@ -79,13 +79,13 @@ def resolve_tokens(report: UsageReport) -> tuple[int, int]:
     """(prompt, completion) to store.
 
     Embedding and rerank calls often report only a total: when ``total > input + output`` the
-    prompt is ``total - output`` (total 50, input 0, output 0 -> prompt 50). Other operations
-    store what was reported.
+    prompt is ``total - output`` (total 50, input 0, output 0 -> prompt 50). A call counts as
+    one when its operation says so or the catalog lists the model as an embedding or reranker
+    model. Other calls store what was reported.
     """
     if (
-        report.operation in TOTAL_RESOLVED_OPERATIONS
-        and report.total_token > report.input_token + report.output_token
-    ):
+        report.operation in TOTAL_RESOLVED_OPERATIONS or report.prompt_from_total
+    ) and report.total_token > report.input_token + report.output_token:
         return report.total_token - report.output_token, report.output_token
     return report.input_token, report.output_token
 
@@ -101,7 +101,7 @@ def usage_instant_ms(report: UsageReport) -> int:
     return report.received_at
 
 
-def ms_to_datetime(ms: int, tz: tzinfo = timezone.utc) -> datetime:
+def ms_to_datetime(ms: int, tz: tzinfo = UTC) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, tz=tz)
 
 

@@ -10,15 +10,25 @@ import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from collector.catalog import Catalog
 from collector.config import Config
 from collector.ingest import Ingest, Sources
 from collector.mapping import FieldMapper, MappingRules
-from collector.pipeline import CommitListener, CommitSettings, Committed, GroupCommit
+from collector.pipeline import (
+    BatchWriter,
+    CommitListener,
+    CommitSettings,
+    Committed,
+    GroupCommit,
+)
 from collector.points import MetricRules
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.report import Operation
 from collector.rules import Estimation
+from collector.telemetry import SelfTelemetry
+from exporters.metrics.provider import MetricsExport
+from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.sink import SqlSink
@@ -61,7 +71,10 @@ class Totals:
 
 class Service:
     def __init__(
-        self, config: Config, listeners: list[CommitListener] | None = None, reuse_port: bool = False
+        self,
+        config: Config,
+        listeners: list[CommitListener] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
         db = config.database
@@ -71,12 +84,16 @@ class Service:
         agg = config.aggregation
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions)
         self.totals = Totals()
+        listeners = [self.totals, *(listeners or [])]
+        self.metrics, self.telemetry, writer = self._metrics(listeners)
         c = config.commit
         self.commit = GroupCommit(
-            self.sink,
+            writer,
             CommitSettings(c.max_batch, c.flush_interval, c.max_pending, c.retry_after),
-            [self.totals, *(listeners or [])],
+            listeners,
         )
+        if self.telemetry is not None:
+            self.telemetry.watch_pending(lambda: self.commit.pending)
         s = config.sources
         self.ingest = Ingest(
             FieldMapper(mapping_rules(config)),
@@ -84,6 +101,7 @@ class Service:
             Estimation(agg.bytes_per_input_token, agg.tokens_per_output_chunk),
             self.commit,
             Sources(s.spans, s.genai_metrics, s.gateway),
+            catalog=Catalog.load(config.catalog.path) if config.catalog else None,
         )
         r = config.receivers
         self.grpc = GrpcReceiver(self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port)
@@ -91,12 +109,32 @@ class Service:
         self.http = HttpReceiver(app, r.host, r.http_port, reuse_port)
         self._stopped = False
 
+    def _metrics(
+        self, listeners: list[CommitListener]
+    ) -> tuple[MetricsExport | None, SelfTelemetry | None, BatchWriter]:
+        """The metrics re-export: usage counters fed by commits, self-telemetry around the
+        writer. Nothing when the ``metrics`` section is missing or disabled."""
+        m = self.config.metrics
+        if m is None or not m.enabled:
+            return None, None, self.sink
+        export = MetricsExport(m)
+        listeners.append(UsageMetrics(export.meter, m.labels, m.label_limits, m.label_limit,
+                                      m.overflow_value))  # fmt: skip
+        if not m.self_telemetry:
+            return export, None, self.sink
+        telemetry = SelfTelemetry(export.meter)
+        return export, telemetry, telemetry.writer(self.sink)
+
     async def ready(self) -> bool:
         return not self.commit.database_down and await self.sink.ping()
 
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
+        if self.metrics is not None:
+            self.metrics.start()
+        if self.telemetry is not None:
+            self.telemetry.start()
         await self.commit.start()
         await self.http.start()
         await self.grpc.start()
@@ -109,6 +147,10 @@ class Service:
         await self.grpc.shutdown()
         await self.http.shutdown()
         await self.commit.shutdown()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
+        if self.metrics is not None:
+            self.metrics.shutdown()
         with contextlib.suppress(TimeoutError):
             # Closing a pooled connection waits for the server's goodbye; a database that
             # stopped answering must not hold the exit (the OS closes the sockets).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import text
+from sqlalchemy import Executable, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exporters.sql.engine import normalize_url
@@ -42,7 +42,6 @@ class Server:
         self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
 
     @property
     def http(self) -> str:
@@ -56,13 +55,13 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {k: v for k, v in env.items() if not k.startswith("TOKENBRIDGE_") or
                k.startswith("TOKENBRIDGE_TEST_")}  # fmt: skip
-        log = self._log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
-             "--database-url", self.database_url, "--grpc-port", str(self.grpc_port),
-             "--http-port", str(self.http_port), *self.extra_args],
-            stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
-        )  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
+                 "--database-url", self.database_url, "--grpc-port", str(self.grpc_port),
+                 "--http-port", str(self.http_port), *self.extra_args],
+                stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
+            )  # fmt: skip
         self._wait_ready(timeout)
         return self
 
@@ -93,22 +92,19 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
-        self._reap()
+        self._close()
         return code
 
     def kill(self) -> None:
+        """SIGKILL: the crash path."""
         if self.process is not None:
             self.process.kill()
             self.process.wait(10)
-            self._reap()
+            self._close()
 
-    def _reap(self) -> None:
-        """Close the pipe and the log file of the process that ended (restarts open new ones)."""
+    def _close(self) -> None:
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
         self.process = None
 
     def __enter__(self) -> Server:
@@ -118,11 +114,14 @@ class Server:
         self.stop()
 
 
-async def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+async def query(url: str, sql: str | Executable, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a SQL string or a SQLAlchemy statement (typed results: use one for dates,
+    datetimes and booleans, which SQLite returns as text and integers to raw SQL)."""
     engine = create_async_engine(normalize_url(url))
     try:
         async with engine.connect() as conn:
-            result = await conn.execute(text(sql), params)
+            statement = text(sql) if isinstance(sql, str) else sql
+            result = await conn.execute(statement, params)
             return [tuple(row) for row in result]
     finally:
         await engine.dispose()

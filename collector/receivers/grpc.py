@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
 from collector.errors import PermanentError, RetryableError
-from collector.ingest import Ingest, IngestResult
+from collector.ingest import Ingest
 from collector.otlp import pb
 from collector.receivers.status import grpc_code, grpc_trailers
 
@@ -29,21 +29,25 @@ class _Traces:
     def __init__(self, ingest: Ingest) -> None:
         self._ingest = ingest
 
-    async def Export(  # noqa: N802 - the gRPC method name
+    async def Export(
         self, request: tpb.ExportTraceServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tpb.ExportTraceServiceResponse:
         try:
             result = await self._ingest.spans(pb.spans(request, self._ingest.mapper.wanted))
         except (PermanentError, RetryableError) as error:
             await _abort(context, error)
-        return tpb.ExportTraceServiceResponse(partial_success=_partial(result, "rejected_spans"))
+        response = tpb.ExportTraceServiceResponse()
+        if result.rejected:
+            response.partial_success.rejected_spans = result.rejected
+            response.partial_success.error_message = result.message
+        return response
 
 
 class _Metrics:
     def __init__(self, ingest: Ingest) -> None:
         self._ingest = ingest
 
-    async def Export(  # noqa: N802 - the gRPC method name
+    async def Export(
         self,
         request: mpb.ExportMetricsServiceRequest,
         context: grpc.aio.ServicerContext[Any, Any],
@@ -52,15 +56,11 @@ class _Metrics:
             result = await self._ingest.points(pb.points(request, self._ingest.metric_names))
         except (PermanentError, RetryableError) as error:
             await _abort(context, error)
-        return mpb.ExportMetricsServiceResponse(
-            partial_success=_partial(result, "rejected_data_points")
-        )
-
-
-def _partial(result: IngestResult, field: str) -> dict[str, Any] | None:
-    if not result.rejected:
-        return None
-    return {field: result.rejected, "error_message": result.message}
+        response = mpb.ExportMetricsServiceResponse()
+        if result.rejected:
+            response.partial_success.rejected_data_points = result.rejected
+            response.partial_success.error_message = result.message
+        return response
 
 
 class GrpcReceiver:

@@ -127,8 +127,9 @@ class HttpRoutes:
     async def gateway(self, request: web.Request) -> web.Response:
         """GPUStack's ``POST /v2/usage/gateway-metrics``: one object or a list."""
         try:
-            if request.content_type not in (JSON, "application/octet-stream", ""):
-                raise PermanentError(f"unsupported content type {request.content_type!r}", status=415)
+            kind = request.content_type
+            if kind not in (JSON, "application/octet-stream", ""):
+                raise PermanentError(f"unsupported content type {kind!r}", status=415)
             doc = _json(await _body(request))
             result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
         except (PermanentError, RetryableError) as error:

@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 
 from collector.errors import PermanentError, RetryableError
+from collector.telemetry import retryable_answered
 
 HTTP_RETRYABLE = 503
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
@@ -16,6 +17,7 @@ RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 
 def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
     if isinstance(error, RetryableError):
+        retryable_answered("grpc")
         return grpc.StatusCode.UNAVAILABLE
     if error.status == 413:
         return grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -25,7 +27,10 @@ def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
 
 
 def http_status(error: PermanentError | RetryableError) -> int:
-    return HTTP_RETRYABLE if isinstance(error, RetryableError) else error.status
+    if isinstance(error, RetryableError):
+        retryable_answered("http")
+        return HTTP_RETRYABLE
+    return error.status
 
 
 def retry_after_header(error: RetryableError) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from collector.fingerprint import digest
@@ -40,6 +40,12 @@ def _identity(report: UsageReport, tz: tzinfo) -> dict[str, Any]:
         "operation": report.operation.value if report.operation is not None else None,
         "model_route_id": report.model_route_id,
         "organization_id": report.organization_id,
+        "user_name": report.user_name,
+        "api_key_id": report.api_key_id,
+        "api_key_name": report.api_key_name,
+        "api_key_is_custom": report.api_key_is_custom,
+        "model_route_name": report.model_route_name,
+        "cluster_name": report.cluster_name,
     }
 
 
@@ -83,7 +89,7 @@ def rollups(
     """Rows to upsert, one per key, sorted by ``rollup_key`` so concurrent writers lock rows
     in the same order. Non-summed fields come from the first report of each key."""
     by_key: dict[RollupKey, dict[str, Any]] = {}
-    stamp = now.astimezone(timezone.utc).replace(tzinfo=None)
+    stamp = now.astimezone(UTC).replace(tzinfo=None)
     for report in reports:
         key = rollup_key(report, tz, extra)
         counts = _counts(report)

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeVar
 
 from sqlalchemy import exc
@@ -49,7 +49,7 @@ class SqlSink:
     def __init__(
         self,
         engine: AsyncEngine,
-        tz: tzinfo = timezone.utc,
+        tz: tzinfo = UTC,
         extra_dimensions: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -115,7 +115,7 @@ class SqlSink:
         return inserted
 
     async def _upsert_rollups(self, conn: AsyncConnection, reports: list[UsageReport]) -> None:
-        rows = rollups(reports, self._tz, self._extra, datetime.fromtimestamp(self._clock(), timezone.utc))
+        rows = rollups(reports, self._tz, self._extra, datetime.fromtimestamp(self._clock(), UTC))
         if not rows:
             return
         table = schema.model_usages
@@ -128,7 +128,7 @@ class SqlSink:
             )
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), timezone.utc).replace(tzinfo=None)
+        return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
 
 
 def _describe(error: BaseException) -> str:

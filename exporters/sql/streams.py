@@ -68,7 +68,7 @@ async def _store(
         return
     table = schema.metric_streams
     rows: list[dict[str, Any]] = [
-        {"stream_key": k, "time_ns": s.time_ns, "value": s.value, "count": s.recorded,
+        {"stream_key": k, "time_ns": s.time_ns, "value": s.value, "count": s.requests,
          "updated_at": now}
         for k, s in sorted(changed.items())
     ]  # fmt: skip

@@ -1,0 +1,127 @@
+"""Self-telemetry, in one place: what the bridge took, refused, skipped and committed.
+
+Counted at the commit (a decorator around the SQL writer), so the numbers describe what was
+acknowledged, not what was merely received:
+
+- ``tokenbridge.reports.accepted``: reports and cumulative samples of committed requests;
+- ``tokenbridge.reports.rejected``: bad items committed to the reject table;
+- ``tokenbridge.reports.deduplicated``: reports already committed before (same dedup key);
+- ``tokenbridge.reports.committed``: new reports counted in the rollups;
+- ``tokenbridge.commit.duration``: seconds per committed transaction (histogram);
+- ``tokenbridge.commit.pending``: reports waiting for their commit (gauge);
+- ``tokenbridge.database.errors``: transactions that failed;
+- ``tokenbridge.retryable_answers``: retryable answers given (HTTP 503 / gRPC UNAVAILABLE),
+  by ``transport``; counted where errors become status codes (``receivers/status.py``).
+
+Every counter starts at zero so its series exists before the first event (dashboards and
+alerts then see 0, not "no data"). The meter is injected; nothing here touches global state
+except the retryable-answer hook, which a running service registers and removes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from collector.pipeline import BatchWriter, Committed, Work
+
+REPORTS_ACCEPTED = "tokenbridge.reports.accepted"
+REPORTS_REJECTED = "tokenbridge.reports.rejected"
+REPORTS_DEDUPLICATED = "tokenbridge.reports.deduplicated"
+REPORTS_COMMITTED = "tokenbridge.reports.committed"
+COMMIT_DURATION = "tokenbridge.commit.duration"
+COMMIT_PENDING = "tokenbridge.commit.pending"
+DATABASE_ERRORS = "tokenbridge.database.errors"
+RETRYABLE_ANSWERS = "tokenbridge.retryable_answers"
+TRANSPORTS = ("grpc", "http")
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_retryable_hooks: list[Callable[[str], None]] = []
+
+
+def retryable_answered(transport: str) -> None:
+    """Called by ``receivers/status.py`` for every retryable answer it maps."""
+    for hook in _retryable_hooks:
+        hook(transport)
+
+
+class SelfTelemetry:
+    def __init__(self, meter: Meter) -> None:
+        report = "{report}"
+        self._accepted = meter.create_counter(
+            REPORTS_ACCEPTED, report, "Reports and cumulative samples of committed requests")
+        self._rejected = meter.create_counter(
+            REPORTS_REJECTED, report, "Bad items kept in the reject table")
+        self._deduplicated = meter.create_counter(
+            REPORTS_DEDUPLICATED, report, "Reports committed before (same dedup key), skipped")
+        self._committed = meter.create_counter(
+            REPORTS_COMMITTED, report, "New reports counted in the rollups")
+        self._errors = meter.create_counter(
+            DATABASE_ERRORS, "{transaction}", "Commit transactions that failed")
+        self._retryable = meter.create_counter(
+            RETRYABLE_ANSWERS, "{answer}", "Retryable answers given (503 / UNAVAILABLE)")
+        self._duration = meter.create_histogram(
+            COMMIT_DURATION, "s", "Seconds per committed transaction",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )  # fmt: skip
+        self._pending: Callable[[], int] = lambda: 0
+        meter.create_observable_gauge(
+            COMMIT_PENDING, [self._observe_pending], "{report}",
+            "Reports waiting for their commit",
+        )  # fmt: skip
+        for counter in (self._accepted, self._rejected, self._deduplicated, self._committed,
+                        self._errors):  # fmt: skip
+            counter.add(0)
+        for transport in TRANSPORTS:
+            self._retryable.add(0, {"transport": transport})
+
+    def watch_pending(self, pending: Callable[[], int]) -> None:
+        self._pending = pending
+
+    def writer(self, inner: BatchWriter) -> BatchWriter:
+        """``inner`` with every transaction counted."""
+        return _CountingWriter(inner, self)
+
+    def retryable(self, transport: str) -> None:
+        self._retryable.add(1, {"transport": transport})
+
+    def start(self) -> None:
+        _retryable_hooks.append(self.retryable)
+
+    def shutdown(self) -> None:
+        if self.retryable in _retryable_hooks:
+            _retryable_hooks.remove(self.retryable)
+
+    def committed(self, work: Work, committed: Committed, seconds: float) -> None:
+        self._accepted.add(len(work.reports) + len(work.samples))
+        self._rejected.add(committed.rejects)
+        self._deduplicated.add(committed.duplicates)
+        self._committed.add(len(committed.reports))
+        self._duration.record(seconds)
+
+    def failed(self) -> None:
+        self._errors.add(1)
+
+    def _observe_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._pending())]
+
+
+class _CountingWriter:
+    def __init__(self, inner: BatchWriter, telemetry: SelfTelemetry) -> None:
+        self._inner = inner
+        self._telemetry = telemetry
+
+    async def write(self, work: Work) -> Committed:
+        started = time.perf_counter()
+        try:
+            committed = await self._inner.write(work)
+        except Exception:
+            self._telemetry.failed()
+            raise
+        self._telemetry.committed(work, committed, time.perf_counter() - started)
+        return committed
+
+    async def ping(self) -> bool:
+        return await self._inner.ping()

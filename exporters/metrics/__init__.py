@@ -1,0 +1,1 @@
+"""Re-export of committed usage as OpenTelemetry metrics (Prometheus scrape and/or OTLP push)."""

@@ -1,0 +1,114 @@
+"""Group commit: flush triggers, acknowledgement after commit, retryable refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from collector.errors import RetryableError
+from collector.pipeline import CommitSettings, Committed, GroupCommit, Work
+from collector.report import Source, UsageReport
+
+
+@dataclasses.dataclass
+class RecordingWriter:
+    """Records each transaction; can be made to fail like an unreachable database."""
+
+    batches: list[list[str]] = dataclasses.field(default_factory=list)
+    down: bool = False
+    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    async def write(self, work: Work) -> Committed:
+        await self.gate.wait()
+        if self.down:
+            raise RetryableError("database unavailable")
+        self.batches.append([r.dedup_key for r in work.reports])
+        return Committed(work.reports, 0, len(work.rejects), 0.0)
+
+    async def ping(self) -> bool:
+        return not self.down
+
+
+def work(*keys: str) -> Work:
+    return Work(reports=[UsageReport(model="m", source=Source.SPAN, dedup_key=k, received_at=1)
+                         for k in keys])  # fmt: skip
+
+
+async def test_requests_within_the_interval_share_one_transaction() -> None:
+    writer = RecordingWriter()
+    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=0.05))
+    await commit.start()
+    await asyncio.gather(*(commit.submit(work(f"k{i}")) for i in range(10)))
+    assert writer.batches == [[f"k{i}" for i in range(10)]]
+    await commit.shutdown()
+
+
+async def test_a_full_batch_flushes_without_waiting_for_the_interval() -> None:
+    writer = RecordingWriter()
+    commit = GroupCommit(writer, CommitSettings(max_batch=3, flush_interval=3600))
+    await commit.start()
+    await asyncio.wait_for(
+        asyncio.gather(*(commit.submit(work(f"k{i}")) for i in range(6))), timeout=10
+    )
+    assert writer.batches == [["k0", "k1", "k2"], ["k3", "k4", "k5"]]
+    await commit.shutdown()
+
+
+async def test_submit_returns_only_after_the_commit() -> None:
+    writer = RecordingWriter()
+    writer.gate.clear()
+    commit = GroupCommit(writer, CommitSettings(max_batch=1, flush_interval=0.01))
+    await commit.start()
+    pending = asyncio.create_task(commit.submit(work("a")))
+    await asyncio.sleep(0.05)
+    assert not pending.done() and writer.batches == []
+    writer.gate.set()
+    await asyncio.wait_for(pending, timeout=10)
+    assert writer.batches == [["a"]]
+    await commit.shutdown()
+
+
+async def test_full_queue_and_database_outage_answer_retryable_then_recover() -> None:
+    writer = RecordingWriter()
+    writer.gate.clear()
+    settings = CommitSettings(max_batch=10, flush_interval=0.01, max_pending=2, retry_after=0.05)
+    commit = GroupCommit(writer, settings)
+    await commit.start()
+    first = asyncio.create_task(commit.submit(work("a", "b")))
+    await asyncio.sleep(0.02)
+    with pytest.raises(RetryableError, match="queue full"):
+        await commit.submit(work("c"))
+    writer.down = True
+    writer.gate.set()
+    with pytest.raises(RetryableError, match="database unavailable"):
+        await first
+    with pytest.raises(RetryableError, match="database unavailable"):
+        await commit.submit(work("d"))
+    assert commit.database_down
+    writer.down = False
+    for _ in range(100):
+        if not commit.database_down:
+            break
+        await asyncio.sleep(0.02)
+    await commit.submit(work("e"))
+    assert writer.batches == [["e"]]
+    await commit.shutdown()
+
+
+async def test_shutdown_commits_what_was_accepted_and_refuses_more() -> None:
+    writer = RecordingWriter()
+    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=3600))
+    await commit.start()
+    accepted = [asyncio.create_task(commit.submit(work(f"k{i}"))) for i in range(3)]
+    await asyncio.sleep(0.01)
+    await commit.shutdown()
+    await asyncio.gather(*accepted)
+    assert writer.batches == [["k0", "k1", "k2"]]
+    with pytest.raises(RetryableError, match="shutting down"):
+        await commit.submit(work("late"))
+    await commit.shutdown()

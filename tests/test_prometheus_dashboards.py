@@ -1,0 +1,83 @@
+"""The usage and health dashboards against a real Prometheus scraping a real bridge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import traffic
+from tests.dashboard_queries import PROMETHEUS_DASHBOARDS, promql, targets
+from tests.prometheus import Prometheus, require_prometheus
+from tests.support import Server, free_port, query
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[list[Prometheus]]:
+    started: list[Prometheus] = []
+    yield started
+    for instance in started:
+        instance.stop()
+
+
+async def test_every_prometheus_panel_returns_data_and_totals_equal_sql(
+    tmp_path: Path, sqlite_url: str, server_factory: type[Server],
+    prometheus_factory: list[Prometheus],
+) -> None:  # fmt: skip
+    require_prometheus()
+    metrics_port = free_port()
+    server = server_factory(sqlite_url, tmp_path, {"metrics": {"port": metrics_port}}).start()
+    prometheus = Prometheus(tmp_path, [f"127.0.0.1:{metrics_port}"])
+    prometheus_factory.append(prometheus)
+    prometheus.start()
+
+    traffic.send_all(server.grpc, server.http)
+
+    # Scraped after the last commit, with enough samples for every rate window.
+    prometheus.wait_for(
+        lambda: prometheus.value("sum(tokenbridge_usage_input_tokens_total)") == traffic.INPUT
+        and (prometheus.value("min(count_over_time(tokenbridge_usage_requests_total[15s]))")
+             or 0) >= 4,
+        60, "Prometheus did not scrape the committed totals",
+    )  # fmt: skip
+
+    expressions = [
+        (name, title, promql(target["expr"]))
+        for name in PROMETHEUS_DASHBOARDS for title, target in targets(name)
+    ]  # fmt: skip
+    assert len(expressions) >= 30
+    empty = [(name, title, expr) for name, title, expr in expressions
+             if not prometheus.query(expr)]  # fmt: skip
+    assert empty == []
+
+    rows = await query(sqlite_url, "SELECT sum(prompt_token_count), sum(completion_token_count), "
+                       "sum(prompt_cached_token_count), sum(request_count) FROM model_usages")
+    sql_totals = tuple(int(v) for v in rows[0])
+    prom_totals = tuple(
+        int(prometheus.value(f"sum(tokenbridge_usage_{name}_total)") or -1)
+        for name in ("input_tokens", "output_tokens", "cached_input_tokens", "requests")
+    )
+    assert prom_totals == sql_totals == (
+        traffic.INPUT, traffic.OUTPUT, traffic.CACHED, traffic.REQUESTS
+    )
+
+    by_user = "SELECT user_id, sum(prompt_token_count) FROM model_usages GROUP BY user_id"
+    by_user_sql = {user: int(tokens) for user, tokens in await query(sqlite_url, by_user)}
+    by_user_prom = {
+        row["metric"]["user"]: int(float(row["value"][1]))
+        for row in prometheus.query("sum by (user) (tokenbridge_usage_input_tokens_total)")
+    }
+    assert by_user_prom == by_user_sql == {"alice": 410, "bob": 200, "carol": 220}
+
+    telemetry = {
+        name: prometheus.value(f"sum(tokenbridge_reports_{name}_total)")
+        for name in ("accepted", "rejected", "deduplicated", "committed")
+    }
+    assert telemetry == {
+        "accepted": traffic.ACCEPTED, "rejected": traffic.REJECTS,
+        "deduplicated": traffic.DEDUPLICATED, "committed": traffic.REQUESTS,
+    }  # fmt: skip
+    assert prometheus.value('sum(tokenbridge_usage_requests_total{estimated="true"})') == 1
+    assert prometheus.value("sum(tokenbridge_retryable_answers_total)") == 0
+    assert prometheus.value("sum(tokenbridge_database_errors_total)") == 0
