@@ -26,5 +26,11 @@ lint: install
 	$(VENV)/bin/ruff check collector exporters tests
 	$(VENV)/bin/mypy
 
+bench: install  ## throughput, latency and memory figures beside their references (PostgreSQL at 127.0.0.1:5432)
+	$(PY) -m bench.run $(ARGS)
+
+demo: install  ## serve on SQLite in a temp dir, send synthetic traffic, print the usage report
+	$(VENV)/bin/tokenbridge demo $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from collector import config as config_module
+from collector import demo, loadgen
 from collector.config import Config, ConfigError
 
 EXIT_CONFIG = 2
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318)")
     serve.add_argument("--metrics-port", type=int,
                        help="Prometheus scrape port; enables the metrics section")  # fmt: skip
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports")
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
     report = commands.add_parser("report", help="usage by key columns over a date range")
@@ -43,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--to", dest="end", type=date.fromisoformat, help="last day")
     report.add_argument("--by", default="date,model_name", help="comma-separated key columns")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    loadgen.add_parser(commands)
+    demo.add_parser(commands)
     return parser
 
 
@@ -132,6 +136,10 @@ def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "loadgen":
+        return loadgen.main(args, asyncio.run)
+    if args.command == "demo":
+        return demo.main(args, sys.stdout)
     try:
         config = load_config(args)
     except ConfigError as error:
@@ -141,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        if args.command == "serve":
+        if args.command == "serve" and args.workers > 1:
+            from collector.workers import serve
+
+            serve(config, args.workers)
+        elif args.command == "serve":
             asyncio.run(_serve(config))
         elif args.command == "migrate":
             asyncio.run(_migrate(config))

@@ -69,6 +69,13 @@ class FieldMapper:
             for name, keys in rules.field_keys.items()
             if name != "operation"
         )
+        # Inverted alias table: attribute key -> (field, rank) for each field reading it, so
+        # extraction looks at the attributes present instead of probing every alias.
+        self._coerce = {name: coerce for name, _keys, coerce in self._fields}
+        self._by_key: dict[str, list[tuple[str, int]]] = {}
+        for name, keys, _coerce in self._fields:
+            for rank, key in enumerate(keys):
+                self._by_key.setdefault(key, []).append((name, rank))
         self.wanted: frozenset[str] = frozenset(
             key for keys in rules.field_keys.values() for key in keys
         ) | {conv.OPENINFERENCE_SPAN_KIND}
@@ -85,24 +92,35 @@ class FieldMapper:
         return "", None
 
     def extract(self, attrs: Attributes, resource: Attributes) -> dict[str, Any]:
-        """Typed report fields present in the attributes (all but ``operation``)."""
-        out: dict[str, Any] = {}
-        for name, keys, coerce in self._fields:
-            value = None
-            key = ""
-            for key in keys:
-                value = attrs.get(key)
-                if value is not None:
-                    break
-            else:
-                for key in keys:
-                    value = resource.get(key)
-                    if value is not None:
-                        break
-            if value is None:
+        """Typed report fields present in the attributes (all but ``operation``): for each
+        field the first alias present wins, item attributes before resource ones."""
+        found = self._present(attrs)
+        if resource:
+            for name, hit in self._present(resource).items():
+                found.setdefault(name, hit)
+        coerce = self._coerce
+        try:
+            return {name: coerce[name](key, value) for name, (_rank, key, value) in found.items()}
+        except BadValue:
+            # Report the first bad field in table order, whatever the attribute order.
+            for name, _keys, field_coerce in self._fields:
+                if name in found:
+                    field_coerce(found[name][1], found[name][2])
+            raise
+
+    def _present(self, attrs: Attributes) -> dict[str, tuple[int, str, Any]]:
+        """field -> (rank, key, value) of its best-ranked alias present in ``attrs``."""
+        found: dict[str, tuple[int, str, Any]] = {}
+        by_key = self._by_key
+        for key, value in attrs.items():
+            hits = by_key.get(key)
+            if hits is None or value is None:
                 continue
-            out[name] = coerce(key, value)
-        return out
+            for name, rank in hits:
+                best = found.get(name)
+                if best is None or rank < best[0]:
+                    found[name] = (rank, key, value)
+        return found
 
     def operation(self, raw: object) -> tuple[bool, Operation | None]:
         """(skip, operation) for a raw operation name: agent, tool and workflow operations

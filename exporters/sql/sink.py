@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from collector.errors import RetryableError
 from collector.pipeline import Committed, Work
 from collector.report import UsageReport
-from exporters.sql import schema, streams
+from exporters.sql import schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
-from exporters.sql.rows import SUMMED, detail_row, reject_row, rollups
+from exporters.sql.rows import DETAIL_COLUMNS, SUMMED, detail_record, reject_row, rollups
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,33 +99,20 @@ class SqlSink:
         return new, len(reports) - len(new)
 
     async def _insert_details(self, conn: AsyncConnection, reports: list[UsageReport]) -> set[str]:
-        if not reports:
-            return set()
+        rows = [detail_record(r, self._tz) for r in reports]
         table = schema.model_usage_details
-        rows = [detail_row(r, self._tz) for r in reports]
-        inserted: set[str] = set()
-        for chunk in chunks(rows, len(rows[0])):
-            stmt = (
-                self._insert(table)
-                .on_conflict_do_nothing(index_elements=["dedup_key"])
-                .returning(table.c.dedup_key)
-            )
-            result = await conn.execute(stmt, list(chunk))
-            inserted.update(result.scalars())
-        return inserted
+        return await staging.insert_new(conn, table, DETAIL_COLUMNS, rows, "dedup_key")
 
     async def _upsert_rollups(self, conn: AsyncConnection, reports: list[UsageReport]) -> None:
-        rows = rollups(reports, self._tz, self._extra, datetime.fromtimestamp(self._clock(), UTC))
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        rows = rollups(reports, self._tz, self._extra, now)
         if not rows:
             return
-        table = schema.model_usages
-        for chunk in chunks(rows, len(rows[0])):
-            stmt = self._insert(table).values(list(chunk))
-            update: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in SUMMED}
-            update["updated_at"] = stmt.excluded.updated_at
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=["rollup_key"], set_=update)
-            )
+        columns = tuple(rows[0])
+        await staging.upsert_sum(
+            conn, schema.model_usages, columns, [tuple(r.values()) for r in rows],
+            "rollup_key", SUMMED, ("updated_at",),
+        )  # fmt: skip
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
