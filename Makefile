@@ -19,7 +19,7 @@ test: install  ## the whole test suite (PostgreSQL tests skip when it is unreach
 	$(PY) -m pytest $(ARGS)
 
 .PHONY: bench-replicas
-bench-replicas: install  ## tokens lost or double counted: seed-style writers vs tokenbridge replicas (PostgreSQL)
+bench-replicas: install  ## only the replica table of make bench (ARGS go to bench/replicas.py)
 	$(PY) bench/replicas.py $(ARGS)
 
 lint: install
@@ -28,6 +28,7 @@ lint: install
 
 bench: install  ## throughput, latency and memory figures beside their references (PostgreSQL at 127.0.0.1:5432)
 	$(PY) -m bench.run $(ARGS)
+	$(PY) bench/replicas.py
 
 demo: install  ## serve on SQLite in a temp dir, send synthetic traffic, print the usage report
 	$(VENV)/bin/tokenbridge demo $(ARGS)
