@@ -40,6 +40,8 @@ class DatabaseConfig(Section):
     migrate_on_start: bool = True
     pool_size: int = Field(5, ge=1)
     connect_timeout: float = Field(5.0, gt=0)
+    command_timeout: float = Field(15.0, gt=0)
+    """Longest one SQL statement may run before the database counts as unavailable."""
 
 
 class AggregationConfig(Section):

@@ -3,6 +3,8 @@ reverse, so everything a receiver accepted is committed before the sinks close."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -92,7 +94,8 @@ class Service:
         self.config = config
         db = config.database
         self.engine = create_engine(db.url, connect_timeout=db.connect_timeout,
-                                    pool_size=db.pool_size)  # fmt: skip
+                                    pool_size=db.pool_size,
+                                    command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions)
         self.totals = Totals()
@@ -160,7 +163,10 @@ class Service:
             self.telemetry.shutdown()
         if self.metrics is not None:
             self.metrics.shutdown()
-        await self.engine.dispose()
+        with contextlib.suppress(TimeoutError):
+            # Closing a pooled connection waits for the server's goodbye; a database that
+            # stopped answering must not hold the exit (the OS closes the sockets).
+            await asyncio.wait_for(self.engine.dispose(), self.config.database.connect_timeout)
         t = self.totals
         logger.info(
             "tokenbridge stopped after %.1fs: %d reports committed, %d duplicates skipped, "

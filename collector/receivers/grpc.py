@@ -14,14 +14,14 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgr
 from collector.errors import PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.otlp import pb
-from collector.receivers.status import grpc_code
+from collector.receivers.status import grpc_code, grpc_trailers
 
 logger = logging.getLogger(__name__)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
     if isinstance(error, PermanentError | RetryableError):
-        await context.abort(grpc_code(error), error.message)
+        await context.abort(grpc_code(error), error.message, grpc_trailers(error))
     raise error
 
 

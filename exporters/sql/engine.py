@@ -20,7 +20,12 @@ def normalize_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(False) if driver else url
 
 
-def create_engine(url: str, *, connect_timeout: float = 5.0, pool_size: int = 5) -> AsyncEngine:
+def create_engine(
+    url: str, *, connect_timeout: float = 5.0, pool_size: int = 5, command_timeout: float = 15.0
+) -> AsyncEngine:
+    """``connect_timeout`` bounds a connection attempt and a wait for a pooled connection;
+    ``command_timeout`` bounds one statement (PostgreSQL), so a database that stops answering
+    turns into "unavailable" instead of a request that hangs."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -32,7 +37,7 @@ def create_engine(url: str, *, connect_timeout: float = 5.0, pool_size: int = 5)
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=connect_timeout,
-        connect_args={"timeout": connect_timeout, "command_timeout": 60},
+        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
     )
 
 
@@ -46,9 +51,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "55P03", "57014"})
+"""Admin or crash shutdown, starting up, too many connections, lock or statement timeout."""
+
+
+def _sqlstate(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True when the database could not be reached or is busy, as opposed to bad data."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    state = _sqlstate(error)
+    if state.startswith("08") or state in UNAVAILABLE_SQLSTATES:  # 08: connection exception
         return True
     return isinstance(
         error,
@@ -66,8 +87,4 @@ RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
 def is_conflict(error: BaseException) -> bool:
     """Serialization failure or deadlock: the transaction can simply be run again."""
-    orig = getattr(error, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
-        if getattr(candidate, "sqlstate", None) in RETRY_SQLSTATES:
-            return True
-    return False
+    return _sqlstate(error) in RETRY_SQLSTATES

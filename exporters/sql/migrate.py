@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).with_name("migrations")
 LOCK_ID = 0x70CE_B51D
 """PostgreSQL advisory lock taken while migrating, so replicas starting together take turns."""
+VERSION_QUERY = "SELECT version_num FROM alembic_version"
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -44,8 +45,13 @@ async def current(engine: AsyncEngine) -> str | None:
 
 
 async def is_current(engine: AsyncEngine) -> bool:
-    """Ready to take work: the database answers and its schema is at the head revision."""
+    """Ready to take work: the database answers and its schema is at the head revision.
+
+    Reads ``alembic_version`` directly: this runs on every readiness probe and on every
+    probe while the database is down, where alembic's context would log each time."""
     try:
-        return await current(engine) == head()
+        async with engine.connect() as conn:
+            versions = [row[0] for row in await conn.execute(text(VERSION_QUERY))]
     except Exception:
         return False
+    return versions == [head()]

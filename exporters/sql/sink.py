@@ -75,10 +75,11 @@ class SqlSink:
                     await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
                     continue
                 if is_unavailable(error):
-                    raise RetryableError(f"database unavailable: {error.orig}") from error
+                    message = f"database unavailable: {_describe(error.orig or error)}"
+                    raise RetryableError(message) from error
                 raise
             except (OSError, TimeoutError, ConnectionError) as error:
-                raise RetryableError(f"database unavailable: {error}") from error
+                raise RetryableError(f"database unavailable: {_describe(error)}") from error
         seconds = time.perf_counter() - started
         accepted = len(work.reports) + len(work.samples)
         return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
@@ -92,7 +93,7 @@ class SqlSink:
         new = [r for r in unique if r.dedup_key in inserted]
         await self._upsert_rollups(conn, new)
         if work.rejects:
-            rows = [reject_row(r) for r in work.rejects]
+            rows = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
             table = schema.usage_rejects
             for chunk in chunks(rows, len(rows[0])):
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
@@ -117,6 +118,11 @@ class SqlSink:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
+
+
+def _describe(error: BaseException) -> str:
+    """The error's class and message (a timeout's message is empty)."""
+    return f"{type(error).__name__}: {error}".rstrip(": ")
 
 
 def _first_by_key(reports: list[UsageReport]) -> list[UsageReport]:
