@@ -71,7 +71,9 @@ class AggregationConfig(Section):
 class CommitConfig(Section):
     max_batch: int = Field(5000, ge=1)
     flush_interval: float = Field(0.1, gt=0, le=10)
-    max_pending: int = Field(200_000, ge=1)
+    max_pending: int = Field(20_000, ge=1)
+    """Reports accepted and not yet committed. Keep it to a few seconds of commits: a sender
+    waiting longer than its export timeout (10 s for the OTel SDK) resends anyway."""
     retry_after: float = Field(1.0, gt=0)
 
 

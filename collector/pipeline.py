@@ -74,7 +74,7 @@ Pending = tuple[Work, "asyncio.Future[None]", float]
 class CommitSettings:
     max_batch: int = 5000
     flush_interval: float = 0.1
-    max_pending: int = 200_000
+    max_pending: int = 20_000
     retry_after: float = 1.0
 
 
