@@ -75,6 +75,8 @@ class CommitConfig(Section):
     """Reports accepted and not yet committed. Keep it to a few seconds of commits: a sender
     waiting longer than its export timeout (10 s for the OTel SDK) resends anyway."""
     retry_after: float = Field(1.0, gt=0)
+    concurrency: int | None = Field(None, ge=1, le=16)
+    """Transactions in flight at once; unset: 2 on PostgreSQL, 1 on SQLite (one writer)."""
 
 
 class SourcesConfig(Section):

@@ -76,6 +76,10 @@ class CommitSettings:
     flush_interval: float = 0.1
     max_pending: int = 20_000
     retry_after: float = 1.0
+    concurrency: int = 1
+    """Transactions in flight at once: with 2, rows of the next batch are built while the
+    database commits the last one (keys are locked in sorted order, so they cannot
+    deadlock each other; SQLite has one writer and stays at 1)."""
 
 
 class GroupCommit:
@@ -98,6 +102,8 @@ class GroupCommit:
         self._closing = False
         self._database_down = False
         self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._inflight: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -153,9 +159,11 @@ class GroupCommit:
     async def _run(self) -> None:
         while True:
             if self._database_down and not self._closing:
+                await self._drain()
                 await self._probe()
                 continue
             if self._closing and not self._queue:
+                await self._drain()
                 return
             await self._wake.wait()
             if self._queue and not self._closing and self._queued < self._settings.max_batch:
@@ -165,10 +173,27 @@ class GroupCommit:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), wait)
             if self._queue:
-                await self._write(self._take())
+                await self._slots.acquire()
+                if self._database_down or not self._queue:
+                    self._slots.release()
+                    continue
+                task = asyncio.create_task(self._write_in_slot(self._take()))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
             if not self._queue and not self._closing:
                 self._wake.clear()
                 self._full.clear()
+
+    async def _write_in_slot(self, taken: list[Pending]) -> None:
+        try:
+            await self._write(taken)
+        finally:
+            self._slots.release()
+
+    async def _drain(self) -> None:
+        """Wait for the transactions in flight."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight)
 
     def _take(self) -> list[Pending]:
         taken = [self._queue.popleft()]
@@ -211,12 +236,17 @@ class GroupCommit:
             if not self._database_down:
                 logger.warning("database unavailable, answering retryable: %s", exc.message)
             self._database_down = True
+            self._wake.set()  # the loop probes until the database answers again
             return exc
         except Exception as exc:
             logger.exception("commit failed")
             return RetryableError(f"commit failed: {exc}", retry_after=self._settings.retry_after)
         for listener in self._listeners:
-            listener(committed)
+            try:
+                listener(committed)
+            except Exception:
+                # The data is committed: a failing re-export must not fail the request.
+                logger.exception("commit listener failed")
         return None
 
     async def _probe(self) -> None:

@@ -105,7 +105,8 @@ class Service:
         c = config.commit
         self.commit = GroupCommit(
             writer,
-            CommitSettings(c.max_batch, c.flush_interval, c.max_pending, c.retry_after),
+            CommitSettings(c.max_batch, c.flush_interval, c.max_pending, c.retry_after,
+                           c.concurrency or (2 if self.engine.dialect.name == "postgresql" else 1)),
             listeners,
         )
         if self.telemetry is not None:

@@ -112,3 +112,21 @@ async def test_shutdown_commits_what_was_accepted_and_refuses_more() -> None:
     with pytest.raises(RetryableError, match="shutting down"):
         await commit.submit(work("late"))
     await commit.shutdown()
+
+
+async def test_two_transactions_in_flight_each_answer_their_own_requests() -> None:
+    writer = RecordingWriter()
+    writer.gate.clear()
+    commit = GroupCommit(writer, CommitSettings(max_batch=2, flush_interval=0.01, concurrency=2))
+    await commit.start()
+    first = [asyncio.create_task(commit.submit(work(k))) for k in ("a", "b")]
+    await asyncio.sleep(0.05)
+    second = [asyncio.create_task(commit.submit(work(k))) for k in ("c", "d")]
+    third = asyncio.create_task(commit.submit(work("e")))
+    await asyncio.sleep(0.05)
+    assert commit.pending == 5 and not any(t.done() for t in (*first, *second, third))
+    writer.gate.set()
+    await asyncio.wait_for(asyncio.gather(*first, *second, third), timeout=10)
+    assert sorted(map(tuple, writer.batches)) == [("a", "b"), ("c", "d"), ("e",)]
+    assert commit.pending == 0
+    await commit.shutdown()
