@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgr
 from collector.errors import PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.otlp import pb
+from collector.receivers.auth import Credentials, GrpcAuth
 from collector.receivers.status import grpc_code, grpc_trailers
 
 logger = logging.getLogger(__name__)
@@ -65,10 +66,22 @@ class _Metrics:
 
 class GrpcReceiver:
     def __init__(
-        self, ingest: Ingest, host: str, port: int, max_bytes: int, reuse_port: bool = False
+        self,
+        ingest: Ingest,
+        host: str,
+        port: int,
+        max_bytes: int,
+        reuse_port: bool = False,
+        credentials: Credentials | None = None,
+        tls: grpc.ServerCredentials | None = None,
     ) -> None:
+        interceptors = [GrpcAuth(credentials)] if credentials and credentials.enabled else []
         self._server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
+                # gRPC checks this after decompression too, and stops inflating a compressed
+                # message once past it (RESOURCE_EXHAUSTED "Decompressed message larger than
+                # max"): a gzip bomb is refused without being inflated whole.
                 ("grpc.max_receive_message_length", max_bytes),
                 # gRPC sets SO_REUSEPORT by default: a second bridge on a taken port would
                 # share it silently. Only worker processes share on purpose.
@@ -77,7 +90,11 @@ class GrpcReceiver:
         )
         tgrpc.add_TraceServiceServicer_to_server(_Traces(ingest), self._server)
         mgrpc.add_MetricsServiceServicer_to_server(_Metrics(ingest), self._server)
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if tls is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, tls)
         self._address = f"{host}:{self.port}"
 
     async def start(self) -> None:

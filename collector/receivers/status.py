@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import grpc
+from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
+from google.rpc import status_pb2
 from google.rpc.error_details_pb2 import RetryInfo
 
 from collector.errors import PermanentError, RetryableError
@@ -37,11 +39,7 @@ def retry_after_header(error: RetryableError) -> str:
     return str(max(1, math.ceil(error.retry_after)))
 
 
-def grpc_trailers(error: PermanentError | RetryableError) -> tuple[tuple[str, bytes], ...]:
-    """gRPC's Retry-After: a ``RetryInfo`` trailer, which OTLP exporters (the OTel SDKs, the
-    Collector) use as their next backoff instead of their own exponential one."""
-    if not isinstance(error, RetryableError):
-        return ()
-    delay = Duration()
-    delay.FromNanoseconds(int(max(0.0, error.retry_after) * 1e9))
-    return ((RETRY_INFO_KEY, RetryInfo(retry_delay=delay).SerializeToString()),)
+from aiohttp import web
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import status_pb2
+from google.rpc.error_details_pb2 import RetryInfo
