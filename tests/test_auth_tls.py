@@ -258,7 +258,7 @@ async def test_protected_health_needs_a_token_and_plain_http_stays_possible(
 def test_invalid_auth_and_tls_configuration_is_refused(tmp_path: Path) -> None:
     from collector.config import ConfigError, load
 
-    with pytest.raises(ConfigError, match="auth.tokens"):
+    with pytest.raises(ConfigError, match=r"auth\.tokens"):
         load(overrides={"auth": {"tokens": ["has space"]}}, environ={})
     with pytest.raises(ConfigError, match="tls"):
         load(overrides={"tls": {"cert_file": str(tmp_path / "missing.pem")}}, environ={})
