@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--to", dest="end", type=date.fromisoformat, help="last day")
     report.add_argument("--by", default="date,model_name", help="comma-separated key columns")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--rejects", action="store_true",
+                        help="list rejected items (time, source, reason, item) instead of usage")
     loadgen.add_parser(commands)
     demo.add_parser(commands)
     return parser
@@ -107,12 +109,16 @@ async def _migrate(config: Config) -> None:
 
 async def _report(config: Config, args: argparse.Namespace) -> None:
     from exporters.sql.engine import create_engine
+    from exporters.sql.rejects import recent
     from exporters.sql.report import usage
 
     engine = create_engine(config.database.url)
     try:
         by = [column.strip() for column in args.by.split(",") if column.strip()]
-        names, rows = await usage(engine, args.start, args.end, by)
+        if args.rejects:
+            names, rows = await recent(engine, args.start, args.end)
+        else:
+            names, rows = await usage(engine, args.start, args.end, by)
     finally:
         await engine.dispose()
     sys.stdout.write(render(names, rows, args.format))

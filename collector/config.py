@@ -14,7 +14,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collector import conventions as conv
 from collector.mapping import MAPPABLE_FIELDS
@@ -149,6 +157,61 @@ class MetricsConfig(Section):
     self_telemetry: bool = True
 
 
+class AuthConfig(Section):
+    """Who may write. With no token and no secret, every endpoint is open (loopback default).
+    Once either is set, every write endpoint needs a credential: OTLP (gRPC metadata and HTTP
+    ``Authorization: Bearer <token>``) takes one of ``tokens``; the gateway push takes a token
+    or GPUStack's ``X-GPUStack-Auth-Token`` signed with ``gateway_secret``."""
+
+    tokens: list[SecretStr] = []
+    """Bearer tokens, all accepted at once: add the new one, move senders, drop the old."""
+    gateway_secret: SecretStr | None = None
+    """GPUStack's gateway secret: the header is hex HMAC-SHA256 of "gateway-metrics-push"."""
+    protect_health: bool = False
+    """Also require a credential on ``/healthz`` and ``/readyz`` (open by default for probes)."""
+
+    @field_validator("tokens")
+    @classmethod
+    def _usable_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for token in value:
+            text = token.get_secret_value()
+            if not text or not text.isascii() or not text.isprintable() or " " in text:
+                raise ValueError("each token must be non-empty printable ASCII without spaces")
+        return value
+
+
+class TlsConfig(Section):
+    """TLS on both receivers when ``cert_file`` and ``key_file`` are set (PEM)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_none(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither")
+        for path in (self.cert_file, self.key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: no such file")
+        return self
+
+
+class LimitsConfig(Section):
+    """Bounds on one request's content (the body size is ``receivers.max_body_bytes``)."""
+
+    max_items: int = Field(100_000, ge=1)
+    """Spans, data points or gateway objects per request; more refuse the request (413)."""
+    max_attributes: int = Field(256, ge=1)
+    """Attributes read from one item (its own plus its resource's); more reject the item."""
+    max_value_length: int = Field(4096, ge=256)
+    """Characters of a string (bytes of a blob, elements of an array) in a read attribute."""
+    max_count: int = Field(10**12, ge=1, le=2**62)
+    """Largest token or request count of one report; a larger one rejects the item, so no
+    sum can overflow the 64-bit columns."""
+    max_reject_rows: int = Field(100_000, ge=100)
+    """``usage_rejects`` keeps the newest rows up to this many (pruned in the commit)."""
+
+
 class Config(Section):
     receivers: ReceiversConfig = ReceiversConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -158,6 +221,9 @@ class Config(Section):
     mapping: MappingConfig = MappingConfig()
     catalog: CatalogConfig | None = None
     metrics: MetricsConfig | None = None
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
+    limits: LimitsConfig = LimitsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

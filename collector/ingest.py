@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from collector.catalog import Catalog
 from collector.errors import PermanentError
 from collector.gateway import gateway_report
+from collector.limits import DEFAULT_LIMITS, Limits, bounded, check_attributes, check_report
 from collector.mapping import FieldMapper
 from collector.otlp.items import PointItem, SpanItem
 from collector.otlp.json import Malformed
@@ -58,6 +59,7 @@ class Ingest:
         sources: Sources = Sources(),
         clock: Callable[[], float] = time.time,
         catalog: Catalog | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.mapper = mapper
         self.metric_rules = metric_rules
@@ -67,53 +69,69 @@ class Ingest:
         self._sources = sources
         self._clock = clock
         self._catalog = catalog
+        self._limits = limits
 
     async def spans(self, items: Iterable[SpanItem]) -> IngestResult:
         now = int(self._clock() * 1000)
         work = Work()
-        for span in _structural(items):
+        limits = self._limits
+        for span in _structural(items, limits.max_items):
             if not self._sources.spans:
                 continue
             try:
+                check_attributes(span.attrs, span.resource, limits)
                 report = self._admit(span_report(span, self.mapper, now))
+                if report is not None:
+                    report = check_report(estimate(report, self._estimation), limits)
             except BadValue as exc:
                 work.rejects.append(_reject(Source.SPAN, exc, span, now))
                 continue
             if report is not None:
-                work.reports.append(estimate(report, self._estimation))
+                work.reports.append(report)
         return await self._submit(work)
 
     async def points(self, items: Iterable[PointItem]) -> IngestResult:
         now = int(self._clock() * 1000)
         work = Work()
-        for point in _structural(items):
+        limits = self._limits
+        for point in _structural(items, limits.max_items):
             try:
+                check_attributes(point.attrs, point.resource, limits)
                 sample = point_sample(point, self.metric_rules, self.mapper, now)
                 if sample is not None and self._catalog is not None:
                     template = self._catalog.apply(sample.template)
                     sample = dataclasses.replace(sample, template=template)
+                report = None
+                if sample is not None and not sample.cumulative:
+                    report = check_report(sample.report(sample.value, sample.count), limits)
             except BadValue as exc:
                 work.rejects.append(_reject(Source.METRIC, exc, point, now))
                 continue
             if sample is None or not self._counts(point):
                 continue
             if sample.cumulative:
+                # Bounded by the stream's 64-bit state; deltas are checked in no further way.
                 work.samples.append(sample)
-            elif sample.value or sample.count:
-                work.reports.append(sample.report(sample.value, sample.count))
+            elif report is not None and (sample.value or sample.count):
+                work.reports.append(report)
         return await self._submit(work)
 
     async def gateway(self, items: list[Any]) -> IngestResult:
         now = int(self._clock() * 1000)
         work = Work()
-        for item in items:
+        limits = self._limits
+        for item in bounded(items, limits.max_items):
             try:
+                if isinstance(item, dict):
+                    check_attributes(item, {}, limits)
                 report = self._admit(gateway_report(item, self.mapper, now))
+                if report is not None:
+                    report = check_report(estimate(report, self._estimation), limits)
             except BadValue as exc:
                 work.rejects.append(_reject(Source.GATEWAY, exc, item, now))
                 continue
             if report is not None and self._sources.gateway:
-                work.reports.append(estimate(report, self._estimation))
+                work.reports.append(report)
         return await self._submit(work)
 
     def _admit(self, report: UsageReport | None) -> UsageReport | None:
@@ -133,10 +151,11 @@ class Ingest:
         return IngestResult(len(work.reports) + len(work.samples), len(work.rejects), message)
 
 
-def _structural(items: Iterable[T]) -> Iterator[T]:
-    """Items of a request; a structural error in the body fails the whole request."""
+def _structural(items: Iterable[T], limit: int) -> Iterator[T]:
+    """Items of a request; a structural error in the body, or more than ``limit`` items,
+    fails the whole request."""
     try:
-        yield from items
+        yield from bounded(items, limit)
     except Malformed as exc:
         raise PermanentError(f"malformed OTLP/JSON: {exc}") from None
 
@@ -145,4 +164,12 @@ def _reject(source: Source, exc: BadValue, item: object, now: int) -> Reject:
     text = repr(item)
     if len(text) > MAX_REJECT_TEXT:
         text = text[: MAX_REJECT_TEXT - 3] + "..."
-    return Reject(source, str(exc), text, now)
+    return Reject(source, _storable(str(exc)), text, now)
+
+
+def _storable(text: str) -> str:
+    """A reason that any database and any encoder takes: attribute keys quoted in it may
+    hold lone surrogates or NUL (JSON allows both), which UTF-8 and PostgreSQL refuse."""
+    if len(text) > MAX_REJECT_TEXT:
+        text = text[: MAX_REJECT_TEXT - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")

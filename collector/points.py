@@ -22,6 +22,7 @@ from collector.report import Source, UsageReport
 from collector.values import BadValue, as_count
 
 TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS) - {"total_token"}
+MAX_NANOS = 2**63 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,6 +91,9 @@ def point_sample(
     field, counts_requests = _target(point, rules)
     if field is None:
         return None
+    if point.start_ns > MAX_NANOS or point.time_ns > MAX_NANOS:
+        # Stream state and keys hold nanoseconds in signed 64-bit columns.
+        raise BadValue(f"{point.metric}: timestamp past 2262 (over 2**63-1 ns)")
     value = as_count(f"{point.metric} value", point.value)
     count = as_count(f"{point.metric} count", point.count) if counts_requests else 0
     fields = mapper.extract(point.attrs, point.resource)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from collector.catalog import Catalog
 from collector.config import Config, MetricsConfig
 from collector.ingest import Ingest, Sources
+from collector.limits import Limits
 from collector.mapping import FieldMapper, MappingRules
 from collector.pipeline import (
     CommitListener,
@@ -21,6 +22,8 @@ from collector.pipeline import (
     GroupCommit,
 )
 from collector.points import MetricRules
+from collector.receivers import tls
+from collector.receivers.auth import Credentials
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.report import Operation
@@ -97,7 +100,9 @@ class Service:
                                     pool_size=db.pool_size,
                                     command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
-        self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions)
+        lim = config.limits
+        self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
+                            max_reject_rows=lim.max_reject_rows)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
@@ -119,11 +124,25 @@ class Service:
             self.commit,
             Sources(s.spans, s.genai_metrics, s.gateway),
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
+            limits=Limits(lim.max_items, lim.max_attributes, lim.max_value_length, lim.max_count),
         )
         r = config.receivers
-        self.grpc = GrpcReceiver(self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port)
-        app = build_app(self.ingest, self.ready, r.max_body_bytes)
-        self.http = HttpReceiver(app, r.host, r.http_port, reuse_port)
+        a = config.auth
+        credentials = Credentials(
+            [t.get_secret_value() for t in a.tokens],
+            a.gateway_secret.get_secret_value() if a.gateway_secret is not None else None,
+            a.protect_health,
+        )
+        cert, key = config.tls.cert_file, config.tls.key_file
+        self.grpc = GrpcReceiver(
+            self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port, credentials,
+            tls.grpc_credentials(cert, key) if cert is not None and key is not None else None,
+        )  # fmt: skip
+        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials)
+        self.http = HttpReceiver(
+            app, r.host, r.http_port, reuse_port,
+            tls.server_context(cert, key) if cert is not None and key is not None else None,
+        )  # fmt: skip
         self._stopped = False
 
     def _metrics(

@@ -28,10 +28,10 @@ def as_count(key: str, value: object) -> int:
             raise BadValue(f"{key}: expected a whole count, got {value!r}")
         number = int(value)
     elif isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise BadValue(f"{key}: expected a count, got {_show(value)}") from None
+        parsed = _integer(value)
+        if parsed is None:
+            raise BadValue(f"{key}: expected a count, got {_show(value)}")
+        number = parsed
     else:
         raise BadValue(f"{key}: expected a count, got {type(value).__name__}")
     if number < 0:
@@ -48,10 +48,9 @@ def as_id(key: str, value: object) -> int:
     if isinstance(value, int) and -MAX_COUNT <= value <= MAX_COUNT:
         return value
     if isinstance(value, str):
-        try:
-            return as_id(key, int(value.strip()))
-        except ValueError:
-            pass
+        parsed = _integer(value)
+        if parsed is not None:
+            return as_id(key, parsed)
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return as_id(key, int(value))
     raise BadValue(f"{key}: expected an integer id, got {_show(value)}")
@@ -69,6 +68,11 @@ def as_text(key: str, value: object, limit: int = MAX_TEXT) -> str:
         raise BadValue(f"{key}: longer than {limit} characters ({len(text)})")
     if "\x00" in text:
         raise BadValue(f"{key}: contains a NUL character")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON allows it, UTF-8 and SQL do not
+            raise BadValue(f"{key}: not valid Unicode text") from None
     return text
 
 
@@ -99,10 +103,10 @@ def as_millis(key: str, value: object) -> int | None:
     if isinstance(value, float) and math.isfinite(value):
         value = int(value)
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise BadValue(f"{key}: expected UnixMilli, got {_show(value)}") from None
+        parsed = _integer(value)
+        if parsed is None:
+            raise BadValue(f"{key}: expected UnixMilli, got {_show(value)}")
+        value = parsed
     if not isinstance(value, int):
         raise BadValue(f"{key}: expected UnixMilli, got {type(value).__name__}")
     if value <= 0:
@@ -110,6 +114,16 @@ def as_millis(key: str, value: object) -> int | None:
     if value > 253402300799999:  # 9999-12-31
         raise BadValue(f"{key}: UnixMilli {value} out of range")
     return value
+
+
+def _integer(text: str) -> int | None:
+    """A decimal integer in ASCII digits with an optional sign; ``int()`` alone would also
+    take ``1_000`` and non-ASCII digits such as ``'\u0661\u0662'``."""
+    digits = text.strip()
+    body = digits[1:] if digits[:1] in ("+", "-") else digits
+    if not body or len(body) > 40 or not (body.isascii() and body.isdigit()):
+        return None
+    return int(digits)
 
 
 def _show(value: object) -> str:

@@ -65,7 +65,12 @@ def _uint(obj: Any, camel: str, snake: str) -> int:
 _DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-def any_value(value: Any) -> Any:
+MAX_DEPTH = 64
+"""Nested arrays and key-value lists in one value; deeper is malformed (protobuf's parser
+stops at a similar depth), and the limit keeps the walk far from Python's recursion limit."""
+
+
+def any_value(value: Any, depth: int = 0) -> Any:
     """An AnyValue object -> Python value; None for an empty or unreadable one."""
     if not isinstance(value, dict) or len(value) != 1:
         return None
@@ -87,16 +92,18 @@ def any_value(value: Any) -> Any:
         return inner if isinstance(inner, (int, float)) and not isinstance(inner, bool) else None
     if kind in ("boolValue", "bool_value"):
         return inner if isinstance(inner, bool) else None
-    return _composite(kind, inner)
+    return _composite(kind, inner, depth + 1)
 
 
-def _composite(kind: str, inner: Any) -> Any:
+def _composite(kind: str, inner: Any, depth: int) -> Any:
+    if depth > MAX_DEPTH and kind in ("arrayValue", "array_value", "kvlistValue", "kvlist_value"):
+        raise Malformed(f"attribute value nested deeper than {MAX_DEPTH} levels")
     if kind in ("arrayValue", "array_value") and isinstance(inner, dict):
         values = inner.get("values")
-        return [any_value(v) for v in values] if isinstance(values, list) else []
+        return [any_value(v, depth) for v in values] if isinstance(values, list) else []
     if kind in ("kvlistValue", "kvlist_value") and isinstance(inner, dict):
         values = inner.get("values")
-        return attrs(values, None) if isinstance(values, list) else {}
+        return attrs(values, None, depth) if isinstance(values, list) else {}
     if kind in ("bytesValue", "bytes_value") and isinstance(inner, str):
         try:
             return base64.b64decode(inner, validate=True)
@@ -105,7 +112,7 @@ def _composite(kind: str, inner: Any) -> Any:
     return None
 
 
-def attrs(kvs: Any, wanted: frozenset[str] | None) -> Attrs:
+def attrs(kvs: Any, wanted: frozenset[str] | None, depth: int = 0) -> Attrs:
     out: Attrs = {}
     if not isinstance(kvs, list):
         return out
@@ -115,7 +122,7 @@ def attrs(kvs: Any, wanted: frozenset[str] | None) -> Attrs:
         key = kv.get("key")
         if not isinstance(key, str) or (wanted is not None and key not in wanted):
             continue
-        out[key] = any_value(kv.get("value"))
+        out[key] = any_value(kv.get("value"), depth)
     return out
 
 

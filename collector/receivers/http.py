@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
-from google.rpc import status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
@@ -17,7 +17,9 @@ from collector.errors import PermanentError, RetryableError
 from collector.ingest import Ingest, IngestResult
 from collector.otlp import json as otlp_json
 from collector.otlp import pb
-from collector.receivers.status import http_status, retry_after_header
+from collector.receivers.auth import Credentials, http_middleware
+from collector.receivers.body import read_body
+from collector.receivers.status import http_status, otlp_error_response, retry_after_header
 
 logger = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
@@ -33,13 +35,6 @@ def _content_type(request: web.Request) -> str:
     if kind == JSON:
         return JSON
     raise PermanentError(f"unsupported content type {kind!r}; use {PROTOBUF} or {JSON}", status=415)
-
-
-async def _body(request: web.Request) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PermanentError("request body too large", status=413) from None
 
 
 def _json(body: bytes) -> Any:
@@ -66,10 +61,7 @@ def _encode(kind: str, message: Any, as_json: dict[str, Any], status: int = 200)
 def _error(kind: str, error: PermanentError | RetryableError) -> web.Response:
     status = http_status(error)
     code = 14 if isinstance(error, RetryableError) else 3
-    response = _encode(
-        kind, status_pb2.Status(code=code, message=error.message),
-        {"code": code, "message": error.message}, status,
-    )  # fmt: skip
+    response = otlp_error_response(kind, status, code, error.message)
     if isinstance(error, RetryableError):
         response.headers["Retry-After"] = retry_after_header(error)
     return response
@@ -82,15 +74,16 @@ def _partial(result: IngestResult, field: str) -> dict[str, Any]:
 
 
 class HttpRoutes:
-    def __init__(self, ingest: Ingest, ready: Readiness) -> None:
+    def __init__(self, ingest: Ingest, ready: Readiness, max_body_bytes: int) -> None:
         self._ingest = ingest
         self._ready = ready
+        self._max_bytes = max_body_bytes
 
     async def traces(self, request: web.Request) -> web.Response:
         kind = JSON
         try:
             kind = _content_type(request)
-            body = await _body(request)
+            body = await read_body(request, self._max_bytes)
             if kind == PROTOBUF:
                 items = pb.spans(_protobuf(tpb.ExportTraceServiceRequest(), body),
                                  self._ingest.mapper.wanted)  # fmt: skip
@@ -109,7 +102,7 @@ class HttpRoutes:
         kind = JSON
         try:
             kind = _content_type(request)
-            body = await _body(request)
+            body = await read_body(request, self._max_bytes)
             names = self._ingest.metric_names
             if kind == PROTOBUF:
                 points = pb.points(_protobuf(mpb.ExportMetricsServiceRequest(), body), names)
@@ -130,7 +123,7 @@ class HttpRoutes:
             kind = request.content_type
             if kind not in (JSON, "application/octet-stream", ""):
                 raise PermanentError(f"unsupported content type {kind!r}", status=415)
-            doc = _json(await _body(request))
+            doc = _json(await read_body(request, self._max_bytes))
             result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
         except (PermanentError, RetryableError) as error:
             return _error(JSON, error)
@@ -147,9 +140,13 @@ class HttpRoutes:
         return web.json_response({"status": "not ready"}, status=503)
 
 
-def build_app(ingest: Ingest, ready: Readiness, max_body_bytes: int) -> web.Application:
-    routes = HttpRoutes(ingest, ready)
-    app = web.Application(client_max_size=max_body_bytes)
+def build_app(
+    ingest: Ingest, ready: Readiness, max_body_bytes: int, credentials: Credentials | None = None
+) -> web.Application:
+    routes = HttpRoutes(ingest, ready, max_body_bytes)
+    middlewares = [http_middleware(credentials)] if credentials and credentials.enabled else []
+    # client_max_size bounds the body as sent; read_body bounds it again once inflated.
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.router.add_post("/v1/traces", routes.traces)
     app.router.add_post("/v1/metrics", routes.metrics)
     app.router.add_post("/v2/usage/gateway-metrics", routes.gateway)
@@ -165,8 +162,13 @@ class HttpReceiver:
         host: str,
         port: int,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # auto_decompress off: read_body inflates within the size cap (see receivers.body).
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, auto_decompress=False
+        )
+        self._ssl = ssl_context
         self._host = host
         self._requested_port = port
         self._reuse_port = reuse_port
@@ -175,10 +177,12 @@ class HttpReceiver:
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._requested_port,
-                           reuse_port=self._reuse_port or None, shutdown_timeout=30.0)  # fmt: skip
+                           reuse_port=self._reuse_port or None, shutdown_timeout=30.0,
+                           ssl_context=self._ssl)  # fmt: skip
         await site.start()
         self.port = int(self._runner.addresses[-1][1])
-        logger.info("OTLP/HTTP listening on %s:%d", self._host, self.port)
+        scheme = "https" if self._ssl else "http"
+        logger.info("OTLP/HTTP listening on %s://%s:%d", scheme, self._host, self.port)
 
     async def shutdown(self) -> None:
         """Stop accepting; requests in flight finish (they wait for their commit)."""

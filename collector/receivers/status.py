@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import grpc
+from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
+from google.rpc import status_pb2
 from google.rpc.error_details_pb2 import RetryInfo
 
 from collector.errors import PermanentError, RetryableError
@@ -45,3 +47,14 @@ def grpc_trailers(error: PermanentError | RetryableError) -> tuple[tuple[str, by
     delay = Duration()
     delay.FromNanoseconds(int(max(0.0, error.retry_after) * 1e9))
     return ((RETRY_INFO_KEY, RetryInfo(retry_delay=delay).SerializeToString()),)
+
+
+PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+
+
+def otlp_error_response(content_type: str, status: int, code: int, message: str) -> web.Response:
+    """An OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding (JSON otherwise)."""
+    if content_type in PROTOBUF_TYPES:
+        body = status_pb2.Status(code=code, message=message).SerializeToString()
+        return web.Response(body=body, status=status, content_type="application/x-protobuf")
+    return web.json_response({"code": code, "message": message}, status=status)

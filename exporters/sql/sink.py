@@ -5,7 +5,7 @@ In the transaction, in this order (every step sorted by key, so replicas lock in
 2. audit rows inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``;
 3. rollups of the rows actually inserted, aggregated in memory, upserted with one multi-row
    ``INSERT ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n`` per chunk;
-4. rejects inserted.
+4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``).
 A deadlock or serialization failure reruns the transaction; an unreachable database raises
 ``RetryableError``.
 """
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from collector.errors import RetryableError
 from collector.pipeline import Committed, Work
 from collector.report import UsageReport
-from exporters.sql import schema, staging, streams
+from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
@@ -52,8 +52,10 @@ class SqlSink:
         tz: tzinfo = UTC,
         extra_dimensions: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
+        max_reject_rows: int = 100_000,
     ) -> None:
         self.engine = engine
+        self._max_reject_rows = max_reject_rows
         self._tz = tz
         self._extra = extra_dimensions
         self._clock = clock
@@ -98,6 +100,7 @@ class SqlSink:
             for chunk in chunks(rows, len(rows[0])):
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
+            await rejects.prune(conn, self._max_reject_rows)
         return new, len(reports) - len(new)
 
     async def _insert_details(self, conn: AsyncConnection, reports: list[UsageReport]) -> set[str]:

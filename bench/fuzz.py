@@ -1,0 +1,229 @@
+"""Bounded fuzz run of the decoders and the ingest core, as the HTTP and gRPC receivers call them.
+
+For each target, hypothesis generates inputs (random bytes, mutated valid requests, JSON
+documents built from OTLP's own keys) and feeds them through the same functions a receiver
+calls before the commit: inflate, parse, decode, map, bound. An input may be refused with a
+``PermanentError`` (the 400/413/415 path); any other exception is a crash. Prints inputs tried
+and crashes per target; exits 1 when there was a crash.
+
+    python bench/fuzz.py --examples 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
+
+from collector.errors import PermanentError
+from collector.ingest import Ingest
+from collector.limits import Limits
+from collector.mapping import FieldMapper, MappingRules
+from collector.otlp import json as otlp_json
+from collector.otlp import pb
+from collector.pipeline import Work
+from collector.points import MetricRules
+from collector.receivers.body import inflate
+from collector.receivers.grpc import _parse
+from collector.rules import Estimation
+
+
+class Recording:
+    """Stands in for the group commit: keeps what would be committed."""
+
+    def __init__(self) -> None:
+        self.reports = 0
+
+    async def submit(self, work: Work) -> None:
+        self.reports += len(work.reports) + len(work.samples)
+
+
+def _ingest() -> Ingest:
+    commit: Any = Recording()
+    return Ingest(FieldMapper(MappingRules()), MetricRules(custom_counters={"app.tokens":
+                  "input_token"}), Estimation(), commit, limits=Limits(max_items=1000))  # fmt: skip
+
+
+def _seed_traces() -> bytes:
+    request = tpb.ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "gw"
+    span = resource.scope_spans.add().spans.add(
+        trace_id=b"\1" * 16, span_id=b"\2" * 8, name="chat", end_time_unix_nano=10**18
+    )
+    for key, value in (("gen_ai.request.model", "m"), ("gen_ai.usage.input_tokens", 5),
+                       ("tokenbridge.user.id", "u"), ("gen_ai.usage.output_tokens", 7)):
+        kv = span.attributes.add(key=key)
+        if isinstance(value, str):
+            kv.value.string_value = value
+        else:
+            kv.value.int_value = value
+    arr = span.attributes.add(key="tokenbridge.cluster.id").value.array_value
+    arr.values.add().int_value = 1
+    return request.SerializeToString()
+
+
+def _seed_metrics() -> bytes:
+    request = mpb.ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="app.tokens")
+    metric.sum.aggregation_temporality = 2
+    point = metric.sum.data_points.add(as_int=9, start_time_unix_nano=1, time_unix_nano=2)
+    point.attributes.add(key="gen_ai.request.model").value.string_value = "m"
+    histogram = request.resource_metrics[0].scope_metrics[0].metrics.add(
+        name="gen_ai.client.token.usage")
+    h = histogram.histogram.data_points.add(sum=3.0, count=1, time_unix_nano=5)
+    h.attributes.add(key="gen_ai.token.type").value.string_value = "input"
+    h.attributes.add(key="gen_ai.request.model").value.string_value = "m"
+    histogram.histogram.aggregation_temporality = 1
+    return request.SerializeToString()
+
+
+SEEDS = {"traces": _seed_traces(), "metrics": _seed_metrics()}
+KEYS = ["resourceSpans", "scopeSpans", "spans", "resourceMetrics", "scopeMetrics", "metrics",
+        "attributes", "key", "value", "stringValue", "intValue", "doubleValue", "boolValue",
+        "arrayValue", "kvlistValue", "bytesValue", "values", "traceId", "spanId", "name",
+        "startTimeUnixNano", "endTimeUnixNano", "timeUnixNano", "sum", "histogram",
+        "dataPoints", "asInt", "asDouble", "count", "aggregationTemporality", "flags",
+        "resource", "gen_ai.request.model", "gen_ai.usage.input_tokens", "model",
+        "input_token", "request_count", "request_id"]  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(KEYS) | st.sampled_from(["NaN", "Infinity", "app.tokens", "-1", "1e400"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+
+
+def _mutate(seed: bytes) -> st.SearchStrategy[bytes]:
+    edits = st.lists(st.tuples(st.integers(0, len(seed) - 1), st.integers(0, 255)), max_size=3)
+    cut = st.one_of(st.just(len(seed)), st.integers(1, len(seed)))
+    tail = st.one_of(st.just(b""), st.binary(max_size=16))
+    return st.tuples(edits, cut, tail).map(lambda t: _apply(seed, *t))
+
+
+def _apply(seed: bytes, edits: list[tuple[int, int]], cut: int, tail: bytes) -> bytes:
+    data = bytearray(seed)
+    for at, byte in edits:
+        data[at] = byte
+    return bytes(data[:cut]) + tail
+
+
+def _protobuf_bytes(kind: str) -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=300), _mutate(SEEDS[kind]))
+
+
+def _json_bytes() -> st.SearchStrategy[bytes]:
+    docs = JSON_VALUES.map(lambda v: json.dumps(v).encode())
+    return st.one_of(docs, st.binary(max_size=200), docs.map(gzip.compress))
+
+
+Target = Callable[[Ingest, bytes], Any]
+
+
+async def _grpc_traces(ingest: Ingest, data: bytes) -> Any:
+    request = _parse(tpb.ExportTraceServiceRequest(), data)
+    return await ingest.spans(pb.spans(request, ingest.mapper.wanted))
+
+
+async def _grpc_metrics(ingest: Ingest, data: bytes) -> Any:
+    request = _parse(mpb.ExportMetricsServiceRequest(), data)
+    return await ingest.points(pb.points(request, ingest.metric_names))
+
+
+def _body(data: bytes) -> Any:
+    if data[:2] == b"\x1f\x8b":
+        data = inflate(data, 31, 1 << 20)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
+
+
+async def _json_traces(ingest: Ingest, data: bytes) -> Any:
+    return await ingest.spans(otlp_json.spans(_body(data), ingest.mapper.wanted))
+
+
+async def _json_metrics(ingest: Ingest, data: bytes) -> Any:
+    return await ingest.points(otlp_json.points(_body(data), ingest.metric_names))
+
+
+async def _gateway(ingest: Ingest, data: bytes) -> Any:
+    doc = _body(data)
+    return await ingest.gateway(doc if isinstance(doc, list) else [doc])
+
+
+TARGETS: dict[str, tuple[Target, Callable[[], st.SearchStrategy[bytes]]]] = {
+    "grpc/protobuf traces": (_grpc_traces, lambda: _protobuf_bytes("traces")),
+    "grpc/protobuf metrics": (_grpc_metrics, lambda: _protobuf_bytes("metrics")),
+    "http/json traces": (_json_traces, _json_bytes),
+    "http/json metrics": (_json_metrics, _json_bytes),
+    "http/json gateway": (_gateway, _json_bytes),
+}
+
+
+def run(name: str, examples: int, seconds: float) -> tuple[int, int, int, list[str]]:
+    """(inputs tried, refused with a 4xx, crashes, crash descriptions) for one target."""
+    target, strategy = TARGETS[name]
+    ingest = _ingest()
+    loop = asyncio.new_event_loop()
+    tried = refused = 0
+    crashes: list[str] = []
+    deadline = time.monotonic() + seconds
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(data=strategy())
+    def fuzz(data: bytes) -> None:
+        nonlocal tried, refused
+        if time.monotonic() > deadline:
+            return
+        tried += 1
+        try:
+            loop.run_until_complete(target(ingest, data))
+        except PermanentError:
+            refused += 1
+        except Exception:
+            crashes.append(f"{data[:80]!r}\n{traceback.format_exc(limit=4)}")
+
+    try:
+        fuzz()
+    finally:
+        loop.close()
+    return tried, refused, len(crashes), crashes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=3000, help="inputs per target")
+    parser.add_argument("--seconds", type=float, default=60.0, help="time bound per target")
+    args = parser.parse_args(argv)
+    total_crashes = 0
+    for name in TARGETS:
+        started = time.monotonic()
+        tried, refused, crashed, crashes = run(name, args.examples, args.seconds)
+        total_crashes += crashed
+        print(f"{name:24s} inputs tried {tried:6d}  refused (4xx) {refused:6d}  "
+              f"crashes {crashed}  {time.monotonic() - started:5.1f}s", flush=True)  # fmt: skip
+        for crash in crashes[:3]:
+            print(crash)
+    print(f"crashes: {total_crashes}")
+    return 1 if total_crashes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
