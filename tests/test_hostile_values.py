@@ -17,7 +17,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
 from collector import cli
-from tests.support import Server, query
+from tests.support import Server, free_port, query
+from tests.test_metrics_export import _scrape
 
 INJECTIONS = [
     "'; DROP TABLE model_usages; --",
@@ -75,7 +76,10 @@ def _attrs(text: str) -> dict[str, Any]:
 async def test_sql_looking_strings_land_as_literal_text_from_every_source(
     database_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
-    config = {"mapping": {"counters": {"app.tokens": "input_token"}}}
+    metrics_port = free_port()
+    config = {"mapping": {"counters": {"app.tokens": "input_token"}},
+              "metrics": {"port": metrics_port,
+                          "labels": ["model", "provider", "user", "api_key", "organization"]}}
     server = server_factory(database_url, tmp_path, config).start()
     # JSON spans
     spans = [_json_span(i + 1, _attrs(f"json {text}")) for i, text in enumerate(INJECTIONS)]
@@ -119,6 +123,15 @@ async def test_sql_looking_strings_land_as_literal_text_from_every_source(
     totals = await query(database_url, "SELECT SUM(prompt_token_count), COUNT(*) FROM model_usages")
     assert totals == [(3 * (3 * len(INJECTIONS) + 1), 3 * len(INJECTIONS) + 1)]
     assert await query(database_url, "SELECT COUNT(*) FROM usage_rejects") == [(0,)]
+    # ... and as escaped label values on /metrics, read back unchanged by a Prometheus parser
+    scraped = await asyncio.to_thread(_scrape, metrics_port)
+    series = {
+        tuple(dict(labels)[name] for name in ("model", "provider", "user", "api_key",
+                                              "organization")): value
+        for (name, labels), value in scraped.items()
+        if name == "tokenbridge_usage_input_tokens_total"
+    }  # fmt: skip
+    assert series == {(row[0], row[1], row[3], row[4], row[5]): 3.0 for row in expected}
 
 
 async def test_values_that_used_to_poison_the_commit_are_rejected_alone(

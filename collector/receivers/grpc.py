@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.errors import PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.otlp import pb
+from collector.receivers import wire
 from collector.receivers.auth import Credentials, GrpcAuth
 from collector.receivers.status import grpc_code, grpc_trailers
 
 logger = logging.getLogger(__name__)
-M = TypeVar("M", bound=Message)
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-
-
-def _parse(message: M, data: bytes) -> M:
-    """Parse here rather than in grpc: a message grpc cannot parse ends as UNKNOWN with a
-    logged traceback; here it is INVALID_ARGUMENT with the reason, as on HTTP (400)."""
-    try:
-        message.ParseFromString(data)
-    except (DecodeError, RecursionError) as exc:
-        raise PermanentError(f"malformed protobuf: {exc}") from None
-    return message
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
@@ -44,15 +34,11 @@ class _Traces:
 
     async def Export(self, data: bytes, context: Context) -> tpb.ExportTraceServiceResponse:
         try:
-            request = _parse(tpb.ExportTraceServiceRequest(), data)
+            request = wire.parse(tpb.ExportTraceServiceRequest(), data)
             result = await self._ingest.spans(pb.spans(request, self._ingest.mapper.wanted))
         except (PermanentError, RetryableError) as error:
             await _abort(context, error)
-        response = tpb.ExportTraceServiceResponse()
-        if result.rejected:
-            response.partial_success.rejected_spans = result.rejected
-            response.partial_success.error_message = result.message
-        return response
+        return wire.traces_response(result)
 
 
 class _Metrics:
@@ -61,15 +47,11 @@ class _Metrics:
 
     async def Export(self, data: bytes, context: Context) -> mpb.ExportMetricsServiceResponse:
         try:
-            request = _parse(mpb.ExportMetricsServiceRequest(), data)
+            request = wire.parse(mpb.ExportMetricsServiceRequest(), data)
             result = await self._ingest.points(pb.points(request, self._ingest.metric_names))
         except (PermanentError, RetryableError) as error:
             await _abort(context, error)
-        response = mpb.ExportMetricsServiceResponse()
-        if result.rejected:
-            response.partial_success.rejected_data_points = result.rejected
-            response.partial_success.error_message = result.message
-        return response
+        return wire.metrics_response(result)
 
 
 def _service(

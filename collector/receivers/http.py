@@ -9,14 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from google.protobuf.message import DecodeError
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.errors import PermanentError, RetryableError
-from collector.ingest import Ingest, IngestResult
+from collector.ingest import Ingest
 from collector.otlp import json as otlp_json
 from collector.otlp import pb
+from collector.receivers import wire
 from collector.receivers.auth import Credentials, http_middleware
 from collector.receivers.body import read_body
 from collector.receivers.status import http_status, otlp_error_response, retry_after_header
@@ -44,18 +45,11 @@ def _json(body: bytes) -> Any:
         raise PermanentError(f"malformed JSON: {exc}") from None
 
 
-def _protobuf(message: Any, body: bytes) -> Any:
-    try:
-        message.ParseFromString(body)
-    except (DecodeError, RecursionError) as exc:
-        raise PermanentError(f"malformed protobuf: {exc}") from None
-    return message
-
-
-def _encode(kind: str, message: Any, as_json: dict[str, Any], status: int = 200) -> web.Response:
+def _encode(kind: str, response: Message) -> web.Response:
+    """The response in the request's encoding."""
     if kind == PROTOBUF:
-        return web.Response(body=message.SerializeToString(), status=status, content_type=PROTOBUF)
-    return web.json_response(as_json, status=status)
+        return web.Response(body=response.SerializeToString(), content_type=PROTOBUF)
+    return web.json_response(wire.as_json(response))
 
 
 def _error(kind: str, error: PermanentError | RetryableError) -> web.Response:
@@ -65,12 +59,6 @@ def _error(kind: str, error: PermanentError | RetryableError) -> web.Response:
     if isinstance(error, RetryableError):
         response.headers["Retry-After"] = retry_after_header(error)
     return response
-
-
-def _partial(result: IngestResult, field: str) -> dict[str, Any]:
-    if not result.rejected:
-        return {}
-    return {"partialSuccess": {field: str(result.rejected), "errorMessage": result.message}}
 
 
 class HttpRoutes:
@@ -85,18 +73,14 @@ class HttpRoutes:
             kind = _content_type(request)
             body = await read_body(request, self._max_bytes)
             if kind == PROTOBUF:
-                items = pb.spans(_protobuf(tpb.ExportTraceServiceRequest(), body),
+                items = pb.spans(wire.parse(tpb.ExportTraceServiceRequest(), body),
                                  self._ingest.mapper.wanted)  # fmt: skip
             else:
                 items = otlp_json.spans(_json(body), self._ingest.mapper.wanted)
             result = await self._ingest.spans(items)
         except (PermanentError, RetryableError) as error:
             return _error(kind, error)
-        message = tpb.ExportTraceServiceResponse()
-        if result.rejected:
-            message.partial_success.rejected_spans = result.rejected
-            message.partial_success.error_message = result.message
-        return _encode(kind, message, _partial(result, "rejectedSpans"))
+        return _encode(kind, wire.traces_response(result))
 
     async def metrics(self, request: web.Request) -> web.Response:
         kind = JSON
@@ -105,17 +89,13 @@ class HttpRoutes:
             body = await read_body(request, self._max_bytes)
             names = self._ingest.metric_names
             if kind == PROTOBUF:
-                points = pb.points(_protobuf(mpb.ExportMetricsServiceRequest(), body), names)
+                points = pb.points(wire.parse(mpb.ExportMetricsServiceRequest(), body), names)
             else:
                 points = otlp_json.points(_json(body), names)
             result = await self._ingest.points(points)
         except (PermanentError, RetryableError) as error:
             return _error(kind, error)
-        message = mpb.ExportMetricsServiceResponse()
-        if result.rejected:
-            message.partial_success.rejected_data_points = result.rejected
-            message.partial_success.error_message = result.message
-        return _encode(kind, message, _partial(result, "rejectedDataPoints"))
+        return _encode(kind, wire.metrics_response(result))
 
     async def gateway(self, request: web.Request) -> web.Response:
         """GPUStack's ``POST /v2/usage/gateway-metrics``: one object or a list."""
