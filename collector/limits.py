@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from collector import conventions as conv
 from collector.errors import PermanentError
 from collector.report import UsageReport
 from collector.values import BadValue
@@ -26,17 +27,7 @@ from collector.values import BadValue
 T = TypeVar("T")
 MAX_DEPTH = 16
 """Array and key-value list nesting inside one attribute value."""
-COUNT_FIELDS = (
-    "input_token",
-    "output_token",
-    "total_token",
-    "input_cached_token",
-    "cache_write_input_token",
-    "reasoning_output_token",
-    "request_count",
-    "output_chunk_count",
-    "request_content_bytes",
-)
+COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

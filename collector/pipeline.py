@@ -1,9 +1,10 @@
 """Group commit: many requests, one transaction, every request answered after its commit.
 
 Flush triggers, all in one place: a batch is written when ``max_batch`` reports are pending,
-when the oldest pending report has waited ``flush_interval`` seconds, or on ``flush()`` and
-``shutdown()``. One transaction is in flight at a time; requests that arrive meanwhile form the
-next batch. A request's ``submit`` returns only when the transaction holding its reports has
+when the oldest pending report has waited ``flush_interval`` seconds, at once when no
+transaction is in flight (an idle database has nothing to group with: waiting would only add
+latency), or on ``flush()`` and ``shutdown()``. Up to ``concurrency`` transactions are in
+flight; requests that arrive meanwhile form the next batch. A request's ``submit`` returns only when the transaction holding its reports has
 committed, and raises ``RetryableError`` when it could not be (database down, queue full,
 shutting down); nothing of a failed request is kept, so the sender's retry is the only copy.
 """
@@ -166,7 +167,8 @@ class GroupCommit:
                 await self._drain()
                 return
             await self._wake.wait()
-            if self._queue and not self._closing and self._queued < self._settings.max_batch:
+            if (self._queue and self._inflight and not self._closing
+                    and self._queued < self._settings.max_batch):  # fmt: skip
                 oldest = self._queue[0][2]
                 wait = oldest + self._settings.flush_interval - self._clock()
                 if wait > 0:

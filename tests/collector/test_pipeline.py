@@ -130,3 +130,18 @@ async def test_two_transactions_in_flight_each_answer_their_own_requests() -> No
     assert sorted(map(tuple, writer.batches)) == [("a", "b"), ("c", "d"), ("e",)]
     assert commit.pending == 0
     await commit.shutdown()
+
+
+async def test_an_idle_writer_commits_at_once_and_a_busy_one_groups() -> None:
+    writer = RecordingWriter()
+    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=0.2))
+    await commit.start()
+    await asyncio.wait_for(commit.submit(work("alone")), timeout=0.15)  # no 0.2 s linger
+    writer.gate.clear()
+    busy = asyncio.create_task(commit.submit(work("first")))
+    await asyncio.sleep(0.02)  # "first" is in flight; the next ones wait for company
+    later = [asyncio.create_task(commit.submit(work(k))) for k in ("b", "c")]
+    writer.gate.set()
+    await asyncio.wait_for(asyncio.gather(busy, *later), timeout=10)
+    assert writer.batches == [["alone"], ["first"], ["b", "c"]]
+    await commit.shutdown()
