@@ -5,8 +5,9 @@ when the oldest pending report has waited ``flush_interval`` seconds, at once wh
 transaction is in flight (an idle database has nothing to group with: waiting would only add
 latency), or on ``flush()`` and ``shutdown()``. Up to ``concurrency`` transactions are in
 flight; requests that arrive meanwhile form the next batch. A request's ``submit`` returns
-only when the transaction holding its reports has committed, and raises ``RetryableError`` when it could not be (database down, queue full,
-shutting down); nothing of a failed request is kept, so the sender's retry is the only copy.
+only when the transaction holding its reports has committed, and raises ``RetryableError``
+when it could not be (database down, queue full, shutting down); nothing of a failed request
+is kept, so the sender's retry is the only copy.
 """
 
 from __future__ import annotations
