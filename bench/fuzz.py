@@ -38,7 +38,7 @@ from collector.otlp import pb
 from collector.pipeline import Work
 from collector.points import MetricRules
 from collector.receivers.body import inflate
-from collector.receivers.grpc import _parse
+from collector.receivers.wire import parse
 from collector.rules import Estimation
 
 
@@ -136,12 +136,12 @@ Target = Callable[[Ingest, bytes], Any]
 
 
 async def _grpc_traces(ingest: Ingest, data: bytes) -> Any:
-    request = _parse(tpb.ExportTraceServiceRequest(), data)
+    request = parse(tpb.ExportTraceServiceRequest(), data)
     return await ingest.spans(pb.spans(request, ingest.mapper.wanted))
 
 
 async def _grpc_metrics(ingest: Ingest, data: bytes) -> Any:
-    request = _parse(mpb.ExportMetricsServiceRequest(), data)
+    request = parse(mpb.ExportMetricsServiceRequest(), data)
     return await ingest.points(pb.points(request, ingest.metric_names))
 
 
