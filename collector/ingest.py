@@ -71,6 +71,10 @@ class Ingest:
         self._catalog = catalog
         self._limits = limits
 
+    def admit(self) -> None:
+        """Refuse now (``RetryableError``) what the commit would refuse after decoding."""
+        self._commit.admit()
+
     async def spans(self, items: Iterable[SpanItem]) -> IngestResult:
         now = int(self._clock() * 1000)
         work = Work()

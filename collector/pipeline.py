@@ -122,17 +122,22 @@ class GroupCommit:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tokenbridge-group-commit")
 
-    async def submit(self, work: Work) -> None:
-        """Return once ``work`` is committed. Raises ``RetryableError``."""
-        if not len(work):
-            return
+    def admit(self, size: int = 0) -> None:
+        """Raise ``RetryableError`` when a request of ``size`` reports would be refused now.
+        Receivers call it before decoding, so a refused request costs no decoding work."""
         retry_after = self._settings.retry_after
         if self._closing:
             raise RetryableError("shutting down", retry_after=retry_after)
         if self._database_down:
             raise RetryableError("database unavailable", retry_after=retry_after)
-        if self._pending and self._pending + len(work) > self._settings.max_pending:
+        if self._pending and self._pending + max(1, size) > self._settings.max_pending:
             raise RetryableError("pending queue full", retry_after=retry_after)
+
+    async def submit(self, work: Work) -> None:
+        """Return once ``work`` is committed. Raises ``RetryableError``."""
+        if not len(work):
+            return
+        self.admit(len(work))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((work, future, self._clock()))
         self._pending += len(work)

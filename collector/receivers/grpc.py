@@ -34,6 +34,7 @@ class _Traces:
 
     async def Export(self, data: bytes, context: Context) -> tpb.ExportTraceServiceResponse:
         try:
+            self._ingest.admit()
             request = wire.parse(tpb.ExportTraceServiceRequest(), data)
             result = await self._ingest.spans(pb.spans(request, self._ingest.mapper.wanted))
         except (PermanentError, RetryableError) as error:
@@ -47,6 +48,7 @@ class _Metrics:
 
     async def Export(self, data: bytes, context: Context) -> mpb.ExportMetricsServiceResponse:
         try:
+            self._ingest.admit()
             request = wire.parse(mpb.ExportMetricsServiceRequest(), data)
             result = await self._ingest.points(pb.points(request, self._ingest.metric_names))
         except (PermanentError, RetryableError) as error:

@@ -72,6 +72,7 @@ class HttpRoutes:
         try:
             kind = _content_type(request)
             body = await read_body(request, self._max_bytes)
+            self._ingest.admit()
             if kind == PROTOBUF:
                 items = pb.spans(wire.parse(tpb.ExportTraceServiceRequest(), body),
                                  self._ingest.mapper.wanted)  # fmt: skip
@@ -87,6 +88,7 @@ class HttpRoutes:
         try:
             kind = _content_type(request)
             body = await read_body(request, self._max_bytes)
+            self._ingest.admit()
             names = self._ingest.metric_names
             if kind == PROTOBUF:
                 points = pb.points(wire.parse(mpb.ExportMetricsServiceRequest(), body), names)
@@ -103,7 +105,9 @@ class HttpRoutes:
             kind = request.content_type
             if kind not in (JSON, "application/octet-stream", ""):
                 raise PermanentError(f"unsupported content type {kind!r}", status=415)
-            doc = _json(await read_body(request, self._max_bytes))
+            body = await read_body(request, self._max_bytes)
+            self._ingest.admit()
+            doc = _json(body)
             result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
         except (PermanentError, RetryableError) as error:
             return _error(JSON, error)

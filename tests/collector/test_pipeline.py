@@ -83,6 +83,8 @@ async def test_full_queue_and_database_outage_answer_retryable_then_recover() ->
     await asyncio.sleep(0.02)
     with pytest.raises(RetryableError, match="queue full"):
         await commit.submit(work("c"))
+    with pytest.raises(RetryableError, match="queue full"):
+        commit.admit()  # what receivers ask before decoding a request
     writer.down = True
     writer.gate.set()
     with pytest.raises(RetryableError, match="database unavailable"):
