@@ -84,7 +84,7 @@ class Ingest:
                 continue
             try:
                 check_attributes(span.attrs, span.resource, limits)
-                report = self._admit(span_report(span, self.mapper, now))
+                report = self._catalogued(span_report(span, self.mapper, now))
                 if report is not None:
                     report = check_report(estimate(report, self._estimation), limits)
             except BadValue as exc:
@@ -128,7 +128,7 @@ class Ingest:
             try:
                 if isinstance(item, dict):
                     check_attributes(item, {}, limits)
-                report = self._admit(gateway_report(item, self.mapper, now))
+                report = self._catalogued(gateway_report(item, self.mapper, now))
                 if report is not None:
                     report = check_report(estimate(report, self._estimation), limits)
             except BadValue as exc:
@@ -138,7 +138,7 @@ class Ingest:
                 work.reports.append(report)
         return await self._submit(work)
 
-    def _admit(self, report: UsageReport | None) -> UsageReport | None:
+    def _catalogued(self, report: UsageReport | None) -> UsageReport | None:
         """The catalog's check and name snapshot, when there is a catalog."""
         if report is None or self._catalog is None:
             return report
