@@ -99,6 +99,8 @@ class Ingest:
         work = Work()
         limits = self._limits
         for point in _structural(items, limits.max_items):
+            if not self._counts(point):
+                continue  # not read at all: an ignored metric cannot fill the reject table
             try:
                 check_attributes(point.attrs, point.resource, limits)
                 sample = point_sample(point, self.metric_rules, self.mapper, now)
@@ -111,7 +113,7 @@ class Ingest:
             except BadValue as exc:
                 work.rejects.append(_reject(Source.METRIC, exc, point, now))
                 continue
-            if sample is None or not self._counts(point):
+            if sample is None:
                 continue
             if sample.cumulative:
                 # Bounded by the stream's 64-bit state; deltas are checked in no further way.

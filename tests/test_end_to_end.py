@@ -115,6 +115,13 @@ async def test_genai_metrics_are_not_counted_by_default(
     sqlite_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
     server = server_factory(sqlite_url, tmp_path).start()
-    data = record_metrics(_genai_metrics)
+
+    def without_model(meter: Meter) -> None:
+        _genai_metrics(meter)
+        usage = meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+        usage.record(9, {"gen_ai.token.type": "input"})  # would be a reject if it were read
+
+    data = record_metrics(without_model)
     assert await asyncio.to_thread(send_metrics, data, http=server.http)
     assert await query(sqlite_url, "SELECT count(*) FROM model_usage_details") == [(0,)]
+    assert await query(sqlite_url, "SELECT count(*) FROM usage_rejects") == [(0,)]
