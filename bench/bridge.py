@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import _children
+from bench.common import memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ class Bridge:
 
     def _sample(self) -> None:
         while self._sampling and self.process is not None:
-            self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(self.process.pid))
+            self.peak_rss_mb = max(self.peak_rss_mb, memory_mb(self.process.pid, "VmRSS"))
             time.sleep(0.1)
 
     def stop(self) -> int:
@@ -81,19 +81,6 @@ class Bridge:
         code = self.process.wait(60)
         self.process = None
         return code
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children now, in MB."""
-    total = 0
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def load(bridge: Bridge, protocol: str, duration: float, concurrency: int = 8,

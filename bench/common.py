@@ -54,13 +54,14 @@ async def scalar(url: str, sql: str) -> int:
         await engine.dispose()
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process and its children, in MB."""
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """Memory of a process and its children from /proc status, in MB: ``VmHWM`` (peak
+    resident, the default) or ``VmRSS`` (resident now)."""
     total = 0
     for p in [pid, *_children(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
         except OSError:
             continue

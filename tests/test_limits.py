@@ -35,10 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("limits")
     server = Server(f"sqlite:///{workdir / 'tb.db'}", workdir, CONFIG).start()
     yield server
-    process = server.process
     server.stop()
-    if process is not None and process.stdout is not None:
-        process.stdout.close()
 
 
 def _bomb(inflated: int) -> bytes:

@@ -45,10 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = {"commit": {"flush_interval": 0.002}}
     server = Server(f"sqlite:///{workdir / 'tb.db'}", workdir, config).start()
     yield server
-    process = server.process
     server.stop()
-    if process is not None and process.stdout is not None:
-        process.stdout.close()
 
 
 # ---- the reference: the documented rules, written independently --------------------------
