@@ -9,7 +9,6 @@ reject table with its reason, never dropped. Without a catalog, names come from 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +99,7 @@ class Catalog:
         cluster_id = report.cluster_id
         if cluster_id is None and model is not None:
             cluster_id = model.cluster_id
-        return dataclasses.replace(
-            report,
+        return report._replace(
             model_id=model_id,
             provider_name=provider.name if provider else report.provider_name,
             provider_type=provider.type if provider and provider.type else report.provider_type,

@@ -16,7 +16,6 @@ Messages on the queue (plain tuples):
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 import threading
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from collector.pipeline import Committed
 from collector.report import Operation, Source, UsageReport
 from collector.telemetry import listen_retryable, unlisten_retryable
 
-FIELDS = tuple(f.name for f in dataclasses.fields(UsageReport))
+FIELDS = UsageReport._fields
 _SOURCE = FIELDS.index("source")
 _OPERATION = FIELDS.index("operation")
 _values: Callable[[UsageReport], tuple[Any, ...]] = operator.attrgetter(*FIELDS)

@@ -54,11 +54,16 @@ def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limi
     count = len(attrs) + len(resource)
     if count > limits.max_attributes:
         raise BadValue(f"{count} attributes, more than {limits.max_attributes}")
+    longest = limits.max_value_length
     for source in (attrs, resource):
         for key, value in source.items():
-            if len(key) > limits.max_value_length:
-                raise BadValue(f"attribute key longer than {limits.max_value_length}")
-            if value is not None and not isinstance(value, bool | int | float):
+            if len(key) > longest:
+                raise BadValue(f"attribute key longer than {longest}")
+            kind = type(value)
+            if kind is str:
+                if len(value) > longest:  # the common case, inline
+                    _check_value(key, value, limits, 0)
+            elif value is not None and kind is not int and kind is not bool and kind is not float:
                 _check_value(key, value, limits, 0)
 
 

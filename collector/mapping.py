@@ -40,6 +40,7 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "request_id": as_text,
 }
 MAPPABLE_FIELDS = frozenset(_COERCE) | {"operation"}
+MAX_REMEMBERED_OPERATIONS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,7 @@ class FieldMapper:
             key for keys in rules.field_keys.values() for key in keys
         ) | {conv.OPENINFERENCE_SPAN_KIND}
         """Every attribute key the mapping can read: decoders may skip all others."""
+        self._operations: dict[str, tuple[bool, Operation | None]] = {}
 
     def raw(self, field: str, attrs: Attributes, resource: Attributes) -> tuple[str, Any]:
         """(key, value) of the first alias present, item attributes before resource ones."""
@@ -127,9 +129,17 @@ class FieldMapper:
         repeat their children's usage and are skipped; unknown names count with no operation."""
         if raw is None:
             return False, None
+        if type(raw) is str:
+            known = self._operations.get(raw)
+            if known is not None:
+                return known
         if not isinstance(raw, str):
             raise BadValue(f"operation: expected a string, got {type(raw).__name__}")
         name = raw.strip().lower()
         if name in self.rules.skipped_operations:
-            return True, None
-        return False, self.rules.operation_names.get(name) or Operation.parse(name)
+            answer: tuple[bool, Operation | None] = (True, None)
+        else:
+            answer = (False, self.rules.operation_names.get(name) or Operation.parse(name))
+        if len(self._operations) < MAX_REMEMBERED_OPERATIONS:
+            self._operations[raw] = answer  # senders use a handful of names: remember them
+        return answer

@@ -42,18 +42,18 @@ class PointSample:
 
     def report(self, value: int, count: int) -> UsageReport:
         """The report for this point's (delta) tokens and requests."""
-        t = dataclasses.replace(self.template, request_count=count)
+        t = self.template._replace(request_count=count)
         match self.field:
             case "input_token":
-                return dataclasses.replace(t, input_token=value, total_token=value)
+                return t._replace(input_token=value, total_token=value)
             case "output_token":
-                return dataclasses.replace(t, output_token=value, total_token=value)
+                return t._replace(output_token=value, total_token=value)
             case "input_cached_token":
-                return dataclasses.replace(t, input_cached_token=value)
+                return t._replace(input_cached_token=value)
             case "cache_write_input_token":
-                return dataclasses.replace(t, cache_write_input_token=value)
+                return t._replace(cache_write_input_token=value)
             case "reasoning_output_token":
-                return dataclasses.replace(t, reasoning_output_token=value)
+                return t._replace(reasoning_output_token=value)
         raise ValueError(f"not a token field: {self.field}")
 
 

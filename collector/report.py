@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Operation(enum.StrEnum):
@@ -40,9 +41,12 @@ class Source(enum.StrEnum):
     GATEWAY = "gateway_json"
 
 
-@dataclass(frozen=True, slots=True)
-class UsageReport:
-    """One request (a span, a gateway push) or one metric delta."""
+class UsageReport(NamedTuple):
+    """One request (a span, a gateway push) or one metric delta.
+
+    A ``NamedTuple``: immutable like a frozen dataclass, and built several times faster
+    (a frozen dataclass sets each of its ~40 fields through ``object.__setattr__``), which
+    matters on the hot path where every span becomes one. ``report._replace(...)`` copies."""
 
     model: str
     source: Source

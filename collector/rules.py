@@ -63,8 +63,7 @@ def estimate(report: UsageReport, ratios: Estimation) -> UsageReport:
     total_token = max(report.total_token, input_token + output_token)
     if not estimated and total_token == report.total_token:
         return report
-    return dataclasses.replace(
-        report,
+    return report._replace(
         input_token=input_token,
         output_token=output_token,
         total_token=total_token,

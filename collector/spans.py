@@ -14,17 +14,20 @@ from collector.otlp.items import SpanItem
 from collector.report import Source, UsageReport
 from collector.values import BadValue, as_text
 
+_TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS)
+
 
 def span_report(span: SpanItem, mapper: FieldMapper, received_at: int) -> UsageReport | None:
     """The span's report, or None when it is not a usage report. Raises ``BadValue``."""
-    kind = span.attrs.get(conv.OPENINFERENCE_SPAN_KIND)
+    attrs = span.attrs
+    kind = attrs.get(conv.OPENINFERENCE_SPAN_KIND)
     if isinstance(kind, str) and kind.upper() in mapper.rules.skipped_span_kinds:
         return None
-    skip, operation = mapper.operation(mapper.raw("operation", span.attrs, span.resource)[1])
+    skip, operation = mapper.operation(mapper.raw("operation", attrs, span.resource)[1])
     if skip:
         return None
-    fields = mapper.extract(span.attrs, span.resource)
-    has_tokens = any(name in fields for name in conv.TOKEN_FIELDS)
+    fields = mapper.extract(attrs, span.resource)
+    has_tokens = not fields.keys().isdisjoint(_TOKEN_FIELDS)
     if not has_tokens and not any(fields.get(name) for name in conv.EVIDENCE_FIELDS):
         return None
     model = fields.pop("model", None)

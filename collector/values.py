@@ -19,6 +19,8 @@ class BadValue(ValueError):
 def as_count(key: str, value: object) -> int:
     """A token or request count: a non-negative integer (integral floats and digit strings
     too, as JSON senders and some instrumentations send them)."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, first
+        return value
     if isinstance(value, bool):
         raise BadValue(f"{key}: expected a count, got a boolean")
     if isinstance(value, int):
@@ -43,6 +45,8 @@ def as_count(key: str, value: object) -> int:
 
 def as_id(key: str, value: object) -> int:
     """A GPUStack numeric id (model, provider, route, cluster)."""
+    if type(value) is int and -MAX_COUNT <= value <= MAX_COUNT:  # the common case, first
+        return value
     if isinstance(value, bool):
         raise BadValue(f"{key}: expected an integer id, got a boolean")
     if isinstance(value, int) and -MAX_COUNT <= value <= MAX_COUNT:
@@ -58,6 +62,8 @@ def as_id(key: str, value: object) -> int:
 
 def as_text(key: str, value: object, limit: int = MAX_TEXT) -> str:
     """A name or identifier; integers are accepted and rendered (user ids are often ints)."""
+    if type(value) is str and len(value) <= limit and value.isascii() and "\x00" not in value:
+        return value  # the common case, first
     if isinstance(value, str):
         text = value
     elif isinstance(value, int) and not isinstance(value, bool):

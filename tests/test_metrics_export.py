@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import urllib.request
 from concurrent import futures
@@ -33,7 +32,7 @@ from tests.support import Server, free_port
 
 def _report(n: int, **fields: Any) -> UsageReport:
     base = UsageReport("m", Source.GATEWAY, f"k{n}", 1, input_token=10, output_token=2)
-    return dataclasses.replace(base, **fields)
+    return base._replace(**fields)
 
 
 def _sums(reader: InMemoryMetricReader) -> dict[str, dict[tuple[tuple[str, str], ...], int]]:
