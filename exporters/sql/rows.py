@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from operator import itemgetter
 from typing import Any
 
 from collector.fingerprint import digest
 from collector.report import Reject, UsageReport
-from collector.rules import (
-    RollupKey,
-    ms_to_datetime,
-    resolve_tokens,
-    usage_date,
-    usage_instant_ms,
-)
+from collector.rules import RollupKey, ms_to_datetime, resolve_tokens, usage_instant_ms
 
 SUMMED = (
     "prompt_token_count",
@@ -25,36 +20,18 @@ SUMMED = (
     "request_count",
     "estimated_request_count",
 )
-
-
-def _naive_utc(ms: int | None) -> datetime | None:
-    if ms is None:
-        return None
-    return ms_to_datetime(ms).replace(tzinfo=None)
-
-
-def _identity(report: UsageReport, tz: tzinfo) -> dict[str, Any]:
-    return {
-        "date": ms_to_datetime(usage_instant_ms(report), tz).date(),
-        "model_id": report.model_id,
-        "model_name": report.model,
-        "provider_id": report.provider_id,
-        "provider_name": report.provider_name,
-        "provider_type": report.provider_type,
-        "user_id": report.user_id,
-        "access_key": report.access_key,
-        "operation": report.operation.value if report.operation is not None else None,
-        "model_route_id": report.model_route_id,
-        "organization_id": report.organization_id,
-        "user_name": report.user_name,
-        "api_key_id": report.api_key_id,
-        "api_key_name": report.api_key_name,
-        "api_key_is_custom": report.api_key_is_custom,
-        "model_route_name": report.model_route_name,
-        "cluster_name": report.cluster_name,
-    }
-
-
+IDENTITY_COLUMNS = (
+    "date", "model_id", "model_name", "provider_id", "provider_name", "provider_type",
+    "user_id", "access_key", "operation", "model_route_id", "organization_id", "user_name",
+    "api_key_id", "api_key_name", "api_key_is_custom", "model_route_name", "cluster_name",
+)  # fmt: skip
+ROLLUP_COLUMNS = ("rollup_key", *IDENTITY_COLUMNS, *SUMMED, "created_at", "updated_at")
+ROLLUP_SUMS = (
+    *((name, f'"{name}"') for name in SUMMED[:-1]),
+    ("estimated_request_count", 'CASE WHEN "estimated" THEN "request_count" ELSE 0 END'),
+)
+"""Each summed rollup column as an expression over the staged audit rows (columns of
+``DETAIL_COLUMNS`` hold the resolved prompt and completion already)."""
 DETAIL_COLUMNS = (
     "date", "model_id", "model_name", "provider_id", "provider_name", "provider_type",
     "user_id", "access_key", "operation", "model_route_id", "organization_id",
@@ -65,84 +42,159 @@ DETAIL_COLUMNS = (
     "completed_at", "created_at", "updated_at", "user_name", "api_key_id", "api_key_name",
     "api_key_is_custom", "model_route_name", "cluster_name",
 )  # fmt: skip
-_UTC = UTC
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
+CACHE_ENTRIES = 1 << 16
+"""Bound of each memo below; a full memo is emptied (keys repeat within minutes)."""
 
 
-def detail_record(report: UsageReport, tz: tzinfo) -> tuple[Any, ...]:
-    """The audit row in ``DETAIL_COLUMNS`` order (the hot path: one call per report)."""
-    at = datetime.fromtimestamp(usage_instant_ms(report) / 1000.0, _UTC)
-    day = (at if tz is _UTC else at.astimezone(tz)).date()
-    naive = at.replace(tzinfo=None)
-    prompt, completion = resolve_tokens(report)
-    operation = report.operation
-    return (
-        day, report.model_id, report.model, report.provider_id, report.provider_name,
-        report.provider_type, report.user_id, report.access_key,
-        operation.value if operation is not None else None, report.model_route_id,
-        report.organization_id, prompt, completion, report.input_cached_token,
-        report.cache_write_input_token, report.reasoning_output_token, report.request_count,
-        report.dedup_key, report.cluster_id, report.total_token, report.completed,
-        report.output_chunk_count, report.request_content_bytes, report.stream,
-        report.estimated, report.source.value, report.request_id,
-        _naive_utc(report.started_at), _naive_utc(report.completed_at), naive, naive,
-        report.user_name, report.api_key_id, report.api_key_name, report.api_key_is_custom,
-        report.model_route_name, report.cluster_name,
-    )  # fmt: skip
+def naive_utc(ms: int) -> datetime:
+    """UnixMilli as a naive UTC datetime, in integer arithmetic (exact, and about four times
+    cheaper than ``datetime.fromtimestamp(..., UTC).replace(tzinfo=None)``)."""
+    return _EPOCH + _MS * ms
+
+
+def _maybe_utc(ms: int | None) -> datetime | None:
+    return None if ms is None else _EPOCH + _MS * ms
+
+
+class RowBuilder:
+    """Reports -> audit rows and rollup rows, for one time zone and set of extra dimensions.
+
+    The hot path of the commit: one call per report. Two memos keep it cheap and exact: the
+    day of each whole second in the zone (an offset is never a fraction of a second), and the
+    ``rollup_key`` digest of each typed key (a day's keys repeat across batches)."""
+
+    def __init__(self, tz: tzinfo = UTC, extra: tuple[str, ...] = ()) -> None:
+        self.tz = tz
+        self.extra = extra
+        self._utc = tz is UTC
+        self._days: dict[int, date] = {}
+        self._digests: dict[tuple[Any, ...], str] = {}
+
+    def day(self, ms: int) -> date:
+        """The report day in the zone of the UnixMilli ``ms``."""
+        if self._utc:
+            return (_EPOCH + _MS * ms).date()
+        second = ms // 1000
+        day = self._days.get(second)
+        if day is None:
+            if len(self._days) >= CACHE_ENTRIES:
+                self._days.clear()
+            day = self._days[second] = ms_to_datetime(second * 1000, self.tz).date()
+        return day
+
+    def staged(self, report: UsageReport) -> tuple[Any, ...]:
+        """The audit row in ``DETAIL_COLUMNS`` order, then the ``rollup_key`` it is summed
+        under (what the commit stages; the database sums the rollups from it)."""
+        ms = usage_instant_ms(report)
+        at = _EPOCH + _MS * ms
+        day = at.date() if self._utc else self.day(ms)
+        prompt, completion = resolve_tokens(report)
+        operation = report.operation.value if report.operation is not None else None
+        model_id = report.model_id
+        provider_id = report.provider_id
+        model = report.model
+        user_id = report.user_id
+        access_key = report.access_key
+        key = (
+            model_id, provider_id, model, user_id, access_key, operation, day,
+            tuple([getattr(report, n) for n in self.extra]) if self.extra else (),
+        )  # fmt: skip
+        rollup_key = self._digests.get(key) or self._digest(key)
+        completed_at = report.completed_at
+        return (
+            day, model_id, model, provider_id, report.provider_name, report.provider_type,
+            user_id, access_key, operation, report.model_route_id, report.organization_id,
+            prompt, completion, report.input_cached_token, report.cache_write_input_token,
+            report.reasoning_output_token, report.request_count, report.dedup_key,
+            report.cluster_id, report.total_token, report.completed, report.output_chunk_count,
+            report.request_content_bytes, report.stream, report.estimated, report.source.value,
+            report.request_id, _maybe_utc(report.started_at),
+            at if completed_at == ms else _maybe_utc(completed_at), at, at, report.user_name,
+            report.api_key_id, report.api_key_name, report.api_key_is_custom,
+            report.model_route_name, report.cluster_name, rollup_key,
+        )  # fmt: skip
+
+    def detail(self, report: UsageReport) -> tuple[Any, ...]:
+        """The audit row in ``DETAIL_COLUMNS`` order."""
+        return self.staged(report)[:-1]
+
+    def rollups(self, reports: Iterable[UsageReport], now: datetime) -> list[tuple[Any, ...]]:
+        """Rows in ``ROLLUP_COLUMNS`` order, one per key, sorted by ``rollup_key`` so
+        concurrent writers lock rows in the same order. Non-summed fields come from the first
+        report of each key."""
+        # Sums are kept in lists under a plain tuple equal to the ``RollupKey``; rows are
+        # built once per key, not per report.
+        acc: dict[tuple[Any, ...], tuple[UsageReport, list[int]]] = {}
+        extra = self.extra
+        day = self.day
+        for report in reports:
+            operation = report.operation
+            key = (
+                report.model_id, report.provider_id, report.model, report.user_id,
+                report.access_key, operation.value if operation is not None else None,
+                day(usage_instant_ms(report)),
+                tuple([getattr(report, n) for n in extra]) if extra else (),
+            )  # fmt: skip
+            prompt, completion = resolve_tokens(report)
+            n = report.request_count
+            entry = acc.get(key)
+            if entry is None:
+                acc[key] = (report, [
+                    prompt, completion, report.input_cached_token,
+                    report.cache_write_input_token, report.reasoning_output_token, n,
+                    n if report.estimated else 0,
+                ])  # fmt: skip
+                continue
+            sums = entry[1]
+            sums[0] += prompt
+            sums[1] += completion
+            sums[2] += report.input_cached_token
+            sums[3] += report.cache_write_input_token
+            sums[4] += report.reasoning_output_token
+            sums[5] += n
+            if report.estimated:
+                sums[6] += n
+        stamp = now.astimezone(UTC).replace(tzinfo=None)
+        rows = []
+        for key, (r, sums) in acc.items():
+            rows.append((
+                self._digest(key), key[6], r.model_id, r.model, r.provider_id, r.provider_name,
+                r.provider_type, r.user_id, r.access_key, key[5], r.model_route_id,
+                r.organization_id, r.user_name, r.api_key_id, r.api_key_name,
+                r.api_key_is_custom, r.model_route_name, r.cluster_name, *sums, stamp, stamp,
+            ))  # fmt: skip
+        rows.sort(key=itemgetter(0))
+        return rows
+
+    def _digest(self, key: tuple[Any, ...]) -> str:
+        found = self._digests.get(key)
+        if found is None:
+            if len(self._digests) >= CACHE_ENTRIES:
+                self._digests.clear()
+            typed = RollupKey(*key)
+            found = digest(*typed[:6], typed.date.isoformat(), typed.extra)
+            self._digests[key] = found
+        return found
 
 
 def detail_row(report: UsageReport, tz: tzinfo) -> dict[str, Any]:
-    return dict(zip(DETAIL_COLUMNS, detail_record(report, tz), strict=True))
+    return dict(zip(DETAIL_COLUMNS, RowBuilder(tz).detail(report), strict=True))
 
 
 def rollups(
     reports: Iterable[UsageReport], tz: tzinfo, extra: tuple[str, ...], now: datetime
 ) -> list[dict[str, Any]]:
-    """Rows to upsert, one per key, sorted by ``rollup_key`` so concurrent writers lock rows
-    in the same order. Non-summed fields come from the first report of each key."""
-    # Hot path: sums are kept in lists under a plain tuple equal to the ``RollupKey``;
-    # dictionaries are built once per key, not per report.
-    acc: dict[tuple[Any, ...], tuple[UsageReport, list[int]]] = {}
-    for report in reports:
-        operation = report.operation
-        key = (
-            report.model_id, report.provider_id, report.model, report.user_id,
-            report.access_key, operation.value if operation is not None else None,
-            usage_date(report, tz), tuple(getattr(report, n) for n in extra) if extra else (),
-        )  # fmt: skip
-        prompt, completion = resolve_tokens(report)
-        n = report.request_count
-        entry = acc.get(key)
-        if entry is None:
-            acc[key] = (report, [
-                prompt, completion, report.input_cached_token, report.cache_write_input_token,
-                report.reasoning_output_token, n, n if report.estimated else 0,
-            ])  # fmt: skip
-            continue
-        sums = entry[1]
-        sums[0] += prompt
-        sums[1] += completion
-        sums[2] += report.input_cached_token
-        sums[3] += report.cache_write_input_token
-        sums[4] += report.reasoning_output_token
-        sums[5] += n
-        if report.estimated:
-            sums[6] += n
-    stamp = now.astimezone(UTC).replace(tzinfo=None)
-    rows = []
-    for key, (first, sums) in acc.items():
-        typed = RollupKey(*key)
-        rows.append({
-            **_identity(first, tz), **dict(zip(SUMMED, sums, strict=True)),
-            "rollup_key": digest(*typed[:6], typed.date.isoformat(), typed.extra),
-            "created_at": stamp, "updated_at": stamp,
-        })  # fmt: skip
-    return sorted(rows, key=lambda row: row["rollup_key"])
+    """``RowBuilder.rollups`` as dictionaries (tests and the seed-style benchmark writer)."""
+    built = RowBuilder(tz, extra).rollups(reports, now)
+    return [dict(zip(ROLLUP_COLUMNS, row, strict=True)) for row in built]
 
 
 def reject_row(reject: Reject) -> dict[str, Any]:
     return {
         "reject_key": digest(reject.source.value, reject.reason, reject.item),
-        "received_at": _naive_utc(reject.received_at),
+        "received_at": naive_utc(reject.received_at),
         "source": reject.source.value,
         "reason": reject.reason,
         "item": reject.item,

@@ -30,7 +30,7 @@ from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
-from exporters.sql.rows import DETAIL_COLUMNS, SUMMED, detail_record, reject_row, rollups
+from exporters.sql.rows import DETAIL_COLUMNS, IDENTITY_COLUMNS, ROLLUP_SUMS, RowBuilder, reject_row
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,8 +56,8 @@ class SqlSink:
     ) -> None:
         self.engine = engine
         self._max_reject_rows = max_reject_rows
-        self._tz = tz
-        self._extra = extra_dimensions
+        self._rows = RowBuilder(tz, extra_dimensions)
+        self._stage = staging.Stage(schema.model_usage_details, DETAIL_COLUMNS, "dedup_key")
         self._clock = clock
         self._insert = upsert_builder(engine.dialect.name)
 
@@ -91,9 +91,7 @@ class SqlSink:
         if work.samples:
             reports.extend(await streams.deltas(conn, self._insert, work.samples, self._now()))
         unique = _first_by_key(reports)
-        inserted = await self._insert_details(conn, unique)
-        new = [r for r in unique if r.dedup_key in inserted]
-        await self._upsert_rollups(conn, new)
+        new = await self._write_details(conn, unique)
         if work.rejects:
             rows = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
             table = schema.usage_rejects
@@ -103,21 +101,26 @@ class SqlSink:
             await rejects.prune(conn, self._max_reject_rows)
         return new, len(reports) - len(new)
 
-    async def _insert_details(self, conn: AsyncConnection, reports: list[UsageReport]) -> set[str]:
-        rows = [detail_record(r, self._tz) for r in reports]
-        table = schema.model_usage_details
-        return await staging.insert_new(conn, table, DETAIL_COLUMNS, rows, "dedup_key")
-
-    async def _upsert_rollups(self, conn: AsyncConnection, reports: list[UsageReport]) -> None:
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        rows = rollups(reports, self._tz, self._extra, now)
-        if not rows:
-            return
-        columns = tuple(rows[0])
-        await staging.upsert_sum(
-            conn, schema.model_usages, columns, [tuple(r.values()) for r in rows],
-            "rollup_key", SUMMED, ("updated_at",),
-        )  # fmt: skip
+    async def _write_details(
+        self, conn: AsyncConnection, reports: list[UsageReport]
+    ) -> list[UsageReport]:
+        """Audit rows of ``reports`` inserted unless already there; the new ones summed into
+        the rollups (``exporters.sql.staging``). The reports actually inserted."""
+        if not reports:
+            return []
+        staged = self._rows.staged
+        await self._stage.load(conn, [staged(r) for r in reports])
+        inserted = await self._stage.insert_new(conn, [r.dedup_key for r in reports])
+        new = reports
+        if len(inserted) < len(reports):
+            new = [r for r in reports if r.dedup_key in inserted]
+        if new:
+            stamp = datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
+            await self._stage.roll_up(
+                conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS, stamp
+            )
+        await self._stage.clear(conn)
+        return new
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)

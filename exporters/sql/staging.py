@@ -1,99 +1,133 @@
 """Bulk statements of the commit transaction, through a per-connection staging table.
 
 Compiling a multi-row ``INSERT ... VALUES`` with tens of thousands of bind parameters costs
-the ORM layer far more than the database spends running it. So rows are first loaded into a
-temporary table of the same column types (PostgreSQL: binary ``COPY`` through asyncpg; SQLite:
-one ``executemany``), then moved by one ``INSERT ... SELECT ... ORDER BY key ON CONFLICT``,
-which keeps the sink's semantics: conflicting audit rows are skipped, rollups are summed, and
-rows are written in key order so concurrent writers lock in one order.
+the ORM layer far more than the database spends running it. So audit rows are first loaded
+into a temporary table of the same column types, plus the ``rollup_key`` each row is summed
+under (PostgreSQL: binary ``COPY`` through asyncpg; SQLite: one ``executemany``). Then, in the
+caller's transaction:
 
-Everything runs inside the caller's transaction: the staging table is emptied at commit on
-PostgreSQL (``ON COMMIT DELETE ROWS``) and explicitly after each use on SQLite.
+1. ``INSERT ... SELECT ... ORDER BY dedup_key ON CONFLICT DO NOTHING RETURNING dedup_key``
+   writes the audit rows not seen before; the rows that conflicted are dropped from the stage;
+2. ``INSERT INTO model_usages SELECT ... GROUP BY rollup_key ORDER BY rollup_key ON CONFLICT
+   DO UPDATE SET n = n + excluded.n`` adds what is left to the rollups. The database sums, so
+   the bridge's one Python core only builds audit rows; non-summed fields come from the
+   group's first row by ``dedup_key``, as ``rows.RowBuilder.rollups`` does in memory.
+
+Rows are written in key order so concurrent writers lock in one order. The staging table is
+emptied at commit on PostgreSQL (``ON COMMIT DELETE ROWS``) and explicitly on SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import DateTime, Table, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+DELETE_CHUNK = 5000
+"""Keys bound in one ``DELETE ... IN`` (SQLite allows 32766 parameters a statement)."""
 
 
 def _quoted(names: Iterable[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
-async def _stage(
-    conn: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> str:
-    """Load ``rows`` into this connection's staging table for ``table``; its name."""
-    stage = f"tb_stage_{table.name}"
-    cols = _quoted(columns)
-    if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
-            f"SELECT {cols} FROM {table.name} WITH NO DATA"
+class Stage:
+    """This connection's staging table for ``table``: its columns, then ``rollup_key``."""
+
+    def __init__(self, table: Table, columns: Sequence[str], key: str) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.key = key
+        self.name = f"tb_stage_{table.name}_rollup"
+
+    async def load(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows in ``columns`` order followed by their rollup key."""
+        cols = _quoted(self.columns)
+        if conn.dialect.name == "postgresql":
+            await conn.exec_driver_sql(
+                f"CREATE TEMP TABLE IF NOT EXISTS {self.name} ON COMMIT DELETE ROWS AS "
+                f'SELECT {cols}, CAST(NULL AS varchar(32)) AS "rollup_key" '
+                f"FROM {self.table.name} WITH NO DATA"
+            )
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            if driver is None or not driver.is_in_transaction():
+                raise RuntimeError("staging must run inside the commit transaction")
+            await driver.copy_records_to_table(
+                self.name, records=rows, columns=[*self.columns, "rollup_key"]
+            )
+        else:
+            await conn.exec_driver_sql(
+                f"CREATE TEMP TABLE IF NOT EXISTS {self.name} AS "
+                f"SELECT {cols}, '' AS rollup_key FROM {self.table.name} WHERE 0"
+            )
+            # Without it SQLite joins each group back to its first row by a full scan.
+            await conn.exec_driver_sql(
+                f'CREATE INDEX IF NOT EXISTS {self.name}_key ON {self.name} ("{self.key}")'
+            )
+            marks = ", ".join("?" * (len(self.columns) + 1))
+            await conn.exec_driver_sql(
+                f'INSERT INTO {self.name} ({cols}, "rollup_key") VALUES ({marks})', list(rows)
+            )
+
+    async def insert_new(self, conn: AsyncConnection, staged: Sequence[str]) -> set[str]:
+        """Insert the staged rows whose key is new and drop the others from the stage; the
+        keys of the rows inserted. ``staged``: the keys of the rows loaded."""
+        cols = _quoted(self.columns)
+        key = self.key
+        result = await conn.exec_driver_sql(
+            f"INSERT INTO {self.table.name} ({cols}) SELECT {cols} FROM {self.name} WHERE true "
+            f'ORDER BY "{key}" ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
         )
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        if driver is None or not driver.is_in_transaction():
-            raise RuntimeError("staging must run inside the commit transaction")
-        await driver.copy_records_to_table(stage, records=rows, columns=list(columns))
-    else:
-        await conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table.name} WHERE 0"
+        inserted = {row[0] for row in result}
+        if len(inserted) < len(staged):  # resent rows: only what is new is summed
+            seen = [k for k in staged if k not in inserted]
+            delete = text(f'DELETE FROM {self.name} WHERE "{key}" IN :keys').bindparams(
+                bindparam("keys", expanding=True)
+            )
+            for start in range(0, len(seen), DELETE_CHUNK):
+                await conn.execute(delete, {"keys": seen[start : start + DELETE_CHUNK]})
+        return inserted
+
+    async def roll_up(
+        self,
+        conn: AsyncConnection,
+        target: Table,
+        identity: Sequence[str],
+        sums: Sequence[tuple[str, str]],
+        stamp: datetime,
+    ) -> None:
+        """Sum the staged rows into ``target`` by ``rollup_key``: ``identity`` columns from
+        each group's first row by key, ``sums`` as (target column, SQL expression over the
+        stage), ``created_at``/``updated_at`` = ``stamp``; an existing row gets the sums added
+        and ``updated_at`` replaced."""
+        key = self.key
+        first = ", ".join(f'f."{n}"' for n in identity)
+        summed = ", ".join(f'sum({expr}) AS "{name}"' for name, expr in sums)
+        sum_names = [name for name, _expr in sums]
+        sets = ", ".join(
+            [f'"{n}" = {target.name}."{n}" + excluded."{n}"' for n in sum_names]
+            + ['"updated_at" = excluded."updated_at"']
         )
-        marks = ", ".join("?" * len(columns))
-        await conn.exec_driver_sql(f"INSERT INTO {stage} ({cols}) VALUES ({marks})", list(rows))
-    return stage
+        columns = _quoted(["rollup_key", *identity, *sum_names, "created_at", "updated_at"])
+        picked = ", ".join(f's."{n}"' for n in sum_names)
+        # PostgreSQL types a bare parameter in a select list as text; SQLite stores it as is.
+        at = "CAST(:stamp AS timestamp)" if conn.dialect.name == "postgresql" else ":stamp"
+        await conn.execute(
+            text(
+                f"INSERT INTO {target.name} ({columns}) "
+                f"SELECT s.rollup_key, {first}, {picked}, {at}, {at} "
+                f'FROM (SELECT rollup_key, min("{key}") AS first_key, {summed} '
+                f"FROM {self.name} GROUP BY rollup_key) AS s "
+                f'JOIN {self.name} AS f ON f."{key}" = s.first_key WHERE true '
+                f"ORDER BY s.rollup_key ON CONFLICT (rollup_key) DO UPDATE SET {sets}"
+            ).bindparams(bindparam("stamp", type_=DateTime())),
+            {"stamp": stamp},
+        )
 
-
-async def _unstage(conn: AsyncConnection, stage: str) -> None:
-    if conn.dialect.name != "postgresql":
-        await conn.exec_driver_sql(f"DELETE FROM {stage}")
-
-
-async def insert_new(
-    conn: AsyncConnection,
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    key: str,
-) -> set[str]:
-    """``INSERT ... ON CONFLICT (key) DO NOTHING``; the keys of the rows actually inserted."""
-    if not rows:
-        return set()
-    stage = await _stage(conn, table, columns, rows)
-    cols = _quoted(columns)
-    result = await conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {stage} WHERE true "
-        f'ORDER BY "{key}" ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
-    )
-    inserted = {row[0] for row in result}
-    await _unstage(conn, stage)
-    return inserted
-
-
-async def upsert_sum(
-    conn: AsyncConnection,
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    key: str,
-    summed: Sequence[str],
-    replaced: Sequence[str] = (),
-) -> None:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE SET n = n + excluded.n`` for ``summed``
-    columns and ``c = excluded.c`` for ``replaced`` ones."""
-    if not rows:
-        return
-    stage = await _stage(conn, table, columns, rows)
-    cols = _quoted(columns)
-    sets = [f'"{n}" = {table.name}."{n}" + excluded."{n}"' for n in summed]
-    sets += [f'"{n}" = excluded."{n}"' for n in replaced]
-    await conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {stage} WHERE true "
-        f'ORDER BY "{key}" ON CONFLICT ("{key}") DO UPDATE SET {", ".join(sets)}'
-    )
-    await _unstage(conn, stage)
+    async def clear(self, conn: AsyncConnection) -> None:
+        if conn.dialect.name != "postgresql":
+            await conn.exec_driver_sql(f"DELETE FROM {self.name}")
