@@ -108,12 +108,13 @@ class Service:
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
         writer = self.sink if self.telemetry is None else count_writes(self.sink, self.telemetry)
         c = config.commit
+        postgres = self.engine.dialect.name == "postgresql"
         self.commit = GroupCommit(
             writer,
-            CommitSettings(c.max_batch, c.flush_interval, c.max_pending, c.retry_after,
-                           c.concurrency or (2 if self.engine.dialect.name == "postgresql" else 1)),
+            CommitSettings(c.max_batch or (2000 if postgres else 5000), c.flush_interval,
+                           c.max_pending, c.retry_after, c.concurrency or (3 if postgres else 1)),
             listeners,
-        )
+        )  # fmt: skip
         if self.telemetry is not None:
             self.telemetry.watch_pending(lambda: self.commit.pending)
         s = config.sources
