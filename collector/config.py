@@ -80,6 +80,8 @@ class CommitConfig(Section):
     max_batch: int | None = Field(None, ge=1)
     """Reports a transaction takes at most; unset: 2000 on PostgreSQL, 5000 on SQLite."""
     flush_interval: float = Field(0.1, gt=0, le=10)
+    """How long the last free transaction slot, taken while others are in flight, waits for
+    company; a free slot that is not the last starts a transaction at once."""
     max_pending: int = Field(20_000, ge=1)
     """Reports accepted and not yet committed. Keep it to a few seconds of commits: a sender
     waiting longer than its export timeout (10 s for the OTel SDK) resends anyway."""

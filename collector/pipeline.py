@@ -1,10 +1,13 @@
 """Group commit: many requests, one transaction, every request answered after its commit.
 
-Flush triggers, all in one place: a batch is written when ``max_batch`` reports are pending,
-when the oldest pending report has waited ``flush_interval`` seconds, at once when no
-transaction is in flight (an idle database has nothing to group with: waiting would only add
-latency), or on ``flush()`` and ``shutdown()``. Up to ``concurrency`` transactions are in
-flight; requests that arrive meanwhile form the next batch. A request's ``submit`` returns
+Flush triggers, all in one place. Up to ``concurrency`` transactions are in flight, and
+requests that arrive meanwhile form the next batch. A new transaction starts at once while it
+would not take the last free slot (with one slot: when the writer is idle; an idle database
+has nothing to group with, so waiting would only add latency). The last free slot, taken
+while others are in flight, waits for company (PostgreSQL's ``commit_delay`` with
+``commit_siblings``): until ``max_batch`` reports are pending or the oldest has waited
+``flush_interval`` seconds, so under load it carries a full batch. ``flush()`` and
+``shutdown()`` write at once. A request's ``submit`` returns
 only when the transaction holding its reports has committed, and raises ``RetryableError``
 when it could not be (database down, queue full, shutting down); nothing of a failed request
 is kept, so the sender's retry is the only copy.
@@ -174,6 +177,7 @@ class GroupCommit:
                 return
             await self._wake.wait()
             if (self._queue and self._inflight and not self._closing
+                    and len(self._inflight) == self._settings.concurrency - 1
                     and self._queued < self._settings.max_batch):  # fmt: skip
                 oldest = self._queue[0][2]
                 wait = oldest + self._settings.flush_interval - self._clock()

@@ -17,6 +17,7 @@ class RecordingWriter:
     """Records each transaction; can be made to fail like an unreachable database."""
 
     batches: list[list[str]] = dataclasses.field(default_factory=list)
+    started: list[list[str]] = dataclasses.field(default_factory=list)
     down: bool = False
     gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -24,6 +25,7 @@ class RecordingWriter:
         self.gate.set()
 
     async def write(self, work: Work) -> Committed:
+        self.started.append([r.dedup_key for r in work.reports])
         await self.gate.wait()
         if self.down:
             raise RetryableError("database unavailable")
@@ -147,3 +149,24 @@ async def test_an_idle_writer_commits_at_once_and_a_busy_one_groups() -> None:
     await asyncio.wait_for(asyncio.gather(busy, *later), timeout=10)
     assert writer.batches == [["alone"], ["first"], ["b", "c"]]
     await commit.shutdown()
+
+
+async def test_free_slots_start_at_once_and_the_last_one_waits_for_company() -> None:
+    writer = RecordingWriter()
+    writer.gate.clear()
+    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=3600,
+                                                concurrency=3))  # fmt: skip
+    await commit.start()
+    tasks = [asyncio.create_task(commit.submit(work("a")))]
+    await asyncio.sleep(0.02)
+    tasks.append(asyncio.create_task(commit.submit(work("b"))))
+    await asyncio.sleep(0.02)
+    # Two transactions in flight: "c" and "d" would take the last slot, so they wait.
+    tasks += [asyncio.create_task(commit.submit(work(k))) for k in ("c", "d")]
+    await asyncio.sleep(0.05)
+    assert writer.started == [["a"], ["b"]]
+    writer.gate.set()
+    closing = asyncio.create_task(commit.shutdown())  # ends the wait: what is queued is written
+    await asyncio.wait_for(asyncio.gather(*tasks, closing), timeout=10)
+    assert writer.started == [["a"], ["b"], ["c", "d"]]
+    assert sorted(map(tuple, writer.batches)) == [("a",), ("b",), ("c", "d")]
