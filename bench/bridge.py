@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import memory_mb
+from bench.common import cpu_seconds, memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,10 @@ class Bridge:
 
     def reset_peak(self) -> None:
         self.peak_rss_mb = 0.0
+
+    def cpu_seconds(self) -> float:
+        """CPU time the bridge (all its processes) has used so far."""
+        return cpu_seconds(self.process.pid) if self.process is not None else 0.0
 
     def _sample(self) -> None:
         while self._sampling and self.process is not None:

@@ -7,7 +7,8 @@ Every ratio is taken between two figures measured in this run, so it holds on a 
   requests, in this process (what any Python OTLP receiver must at least do);
 - end to end: ``tokenbridge serve`` (one process) and a separate ``tokenbridge loadgen``
   sending pre-built requests of 1,000 spans (12 attributes each) with 8 in flight, per
-  protocol; committed spans/s counted from SQL, ack latency, the bridge's peak RSS;
+  protocol; committed spans/s counted from SQL, ack latency, the bridge's peak RSS, and the
+  bridge's CPU time per committed span (beside the ceiling's time per span of one core);
 - half load: the gRPC rate halved, for the ack latency against the flush interval;
 - overload: many more requests in flight than the queue takes: retryable answers, RSS, and
   the SQL total checked against what the load process saw acknowledged;
@@ -116,7 +117,9 @@ async def _phase(bridge: Bridge, url: str, protocol: str, duration: float,
     count = "select count(*) from model_usage_details"
     before = await scalar(url, count)
     bridge.reset_peak()
+    cpu = bridge.cpu_seconds()
     summary = load(bridge, protocol, duration, concurrency, rate)
+    summary["bridge_cpu"] = bridge.cpu_seconds() - cpu
     committed = await scalar(url, count) - before
     summary["committed"] = committed
     summary["committed_per_second"] = committed / summary["elapsed"]
@@ -125,8 +128,10 @@ async def _phase(bridge: Bridge, url: str, protocol: str, duration: float,
 
 
 def _e2e_line(label: str, s: dict[str, Any]) -> str:
+    cpu = s["bridge_cpu"] / s["committed"] * 1e6 if s["committed"] else 0.0
     return (f"{s['committed_per_second']:>9,.0f} spans/s committed, ack p50 {s['p50_ms']:.0f} ms "
-            f"p99 {s['p99_ms']:.0f} ms, peak RSS {s['peak_rss_mb']:.0f} MB")  # fmt: skip
+            f"p99 {s['p99_ms']:.0f} ms, peak RSS {s['peak_rss_mb']:.0f} MB, "
+            f"bridge CPU {cpu:.0f} us/span")  # fmt: skip
 
 
 async def bench_database(database: str, duration: float, workers: int, ceiling: float) -> None:
@@ -182,7 +187,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     ceiling = decode_ceiling()
-    row("decode ceiling (parse + attribute walk, in process)", f"{ceiling:,.0f} spans/s")
+    row("decode ceiling (parse + attribute walk, in process)",
+        f"{ceiling:,.0f} spans/s ({1e6 / ceiling:.0f} us/span of one core)")  # fmt: skip
     for database in args.databases.split(","):
         asyncio.run(bench_database(database, args.duration, args.workers, ceiling))
     print("\n" + table())
