@@ -73,7 +73,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 async def _serve(config: Config) -> None:
-    from collector.service import Service
+    from collector.service import Service, tune_gc
 
     service = Service(config)
     stop = asyncio.Event()
@@ -81,6 +81,7 @@ async def _serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    tune_gc()
     metrics = ""
     if service.metrics is not None and service.metrics.port is not None:
         metrics = f" metrics {service.metrics.config.host}:{service.metrics.port}"

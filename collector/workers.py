@@ -203,7 +203,7 @@ def worker_main(
 
 
 async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> None:
-    from collector.service import Service
+    from collector.service import Service, tune_gc
 
     remote = RemoteTelemetry(outbox, index) if telemetry else None
     service = Service(config, [Forwarder(outbox, index)], reuse_port=True, telemetry=remote)
@@ -212,6 +212,7 @@ async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    tune_gc()
     outbox.put(("ready", index, service.grpc.port, service.http.port))
     try:
         await stop.wait()
