@@ -63,3 +63,24 @@ def _naive(value: object) -> datetime:
         return datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return value
+
+
+async def test_extra_dimensions_split_rollups_in_the_database(database_url: str) -> None:
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    sink = SqlSink(engine, extra_dimensions=("model_route_id",))
+    reports = [
+        _report(key, "u1", tokens)._replace(model_route_id=route)
+        for key, tokens, route in (("a", 1, 7), ("b", 2, 7), ("c", 4, 8), ("d", 8, None))
+    ]
+    try:
+        await sink.write(Work(reports=reports[:2]))
+        await sink.write(Work(reports=reports[2:]))
+    finally:
+        await engine.dispose()
+    rows = await query(
+        database_url,
+        "select model_route_id, prompt_token_count, request_count from model_usages"
+        " order by model_route_id nulls first",
+    )
+    assert rows == [(None, 8, 1), (7, 3, 2), (8, 4, 1)]
