@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterator
 
 import pytest
 
 from collector.errors import RetryableError
+from collector.ingest import YIELD_EVERY, Ingest
+from collector.mapping import FieldMapper, MappingRules
+from collector.otlp.items import SpanItem
 from collector.pipeline import CommitSettings, Committed, GroupCommit, Work
+from collector.points import MetricRules
 from collector.report import Source, UsageReport
+from collector.rules import Estimation
 
 
 @dataclasses.dataclass
@@ -170,3 +176,30 @@ async def test_free_slots_start_at_once_and_the_last_one_waits_for_company() -> 
     await asyncio.wait_for(asyncio.gather(*tasks, closing), timeout=10)
     assert writer.started == [["a"], ["b"], ["c", "d"]]
     assert sorted(map(tuple, writer.batches)) == [("a",), ("b",), ("c", "d")]
+
+
+async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None:
+    writer = RecordingWriter()
+    commit = GroupCommit(writer, CommitSettings())
+    await commit.start()
+    ingest = Ingest(FieldMapper(MappingRules()), MetricRules(), Estimation(), commit)
+    events: list[str] = []
+    count = 5 * YIELD_EVERY
+
+    def spans() -> Iterator[SpanItem]:
+        for n in range(count):
+            events.append("span")
+            attrs = {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 1}
+            yield SpanItem({}, attrs, f"{n + 1:032x}", f"{n + 1:016x}", 1, 2, "chat")
+
+    async def other() -> None:
+        while len(events) < count:
+            events.append("other")
+            await asyncio.sleep(0)
+
+    result, _ = await asyncio.gather(ingest.spans(spans()), other())
+    await commit.shutdown()
+    assert (result.accepted, len(writer.batches[0])) == (count, count)
+    # The other task ran between chunks of the request, not only before and after it.
+    first, last = events.index("span"), len(events) - events[::-1].index("span") - 1
+    assert events[first:last].count("other") == count // YIELD_EVERY - 1
