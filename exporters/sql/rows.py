@@ -1,4 +1,6 @@
-"""Reports -> row dictionaries, and the in-memory rollup of a transaction's new reports."""
+"""Reports -> staged audit rows (each with the rollup key it is summed under), and the same
+rollup rule in memory (what the database computes in ``exporters.sql.staging``; the tests and
+the seed-style benchmark writer use it)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ DETAIL_COLUMNS = (
 )  # fmt: skip
 _EPOCH = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal",
+                        "Etc/Zulu", "Zulu"})  # fmt: skip
+"""IANA names of UTC itself (``ZoneInfo("UTC")`` is not ``datetime.UTC``)."""
 CACHE_ENTRIES = 1 << 16
 """Bound of each memo below; a full memo is emptied (keys repeat within minutes)."""
 
@@ -68,7 +73,7 @@ class RowBuilder:
     def __init__(self, tz: tzinfo = UTC, extra: tuple[str, ...] = ()) -> None:
         self.tz = tz
         self.extra = extra
-        self._utc = tz is UTC
+        self._utc = tz is UTC or getattr(tz, "key", None) in _UTC_NAMES
         self._days: dict[int, date] = {}
         self._digests: dict[tuple[Any, ...], str] = {}
 

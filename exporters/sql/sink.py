@@ -2,9 +2,11 @@
 
 In the transaction, in this order (every step sorted by key, so replicas lock in one order):
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
-2. audit rows inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``;
-3. rollups of the rows actually inserted, aggregated in memory, upserted with one multi-row
-   ``INSERT ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n`` per chunk;
+2. audit rows staged with their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING
+   RETURNING dedup_key``; the rows that conflicted leave the stage;
+3. the rows actually inserted summed by the database into the rollups: ``INSERT ... SELECT
+   ... GROUP BY rollup_key ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n``
+   (``exporters.sql.staging``);
 4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``).
 A deadlock or serialization failure reruns the transaction; an unreachable database raises
 ``RetryableError``.
@@ -115,9 +117,8 @@ class SqlSink:
         if len(inserted) < len(reports):
             new = [r for r in reports if r.dedup_key in inserted]
         if new:
-            stamp = datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
             await self._stage.roll_up(
-                conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS, stamp
+                conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS, self._now()
             )
         await self._stage.clear(conn)
         return new

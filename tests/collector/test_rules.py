@@ -14,7 +14,7 @@ from collector.rules import (
     rollup_key,
     usage_date,
 )
-from exporters.sql.rows import rollups
+from exporters.sql.rows import RowBuilder, rollups
 
 UTC = UTC
 NOW = 1_764_288_000_000  # 2025-11-28T00:00:00Z
@@ -156,3 +156,16 @@ def test_day_in_a_configured_time_zone() -> None:
     assert usage_date(stamp, ZoneInfo("Asia/Shanghai")) == date(2023, 11, 15)
     key = rollup_key(stamp, ZoneInfo("Asia/Shanghai"))
     assert key.date == date(2023, 11, 15)
+
+
+def test_row_days_match_the_rule_in_every_zone() -> None:
+    stamps = [0, -1, 1_700_000_000_000, 1_700_006_399_999, 1_700_006_400_000,
+              1_711_846_800_000, 2**63 // 10**6]  # fmt: skip
+    for zone in (UTC, ZoneInfo("UTC"), ZoneInfo("Asia/Shanghai"), ZoneInfo("Asia/Kathmandu"),
+                 ZoneInfo("America/St_Johns"), ZoneInfo("Europe/Berlin")):  # fmt: skip
+        rows = RowBuilder(zone)
+        for ms in stamps:
+            expected = usage_date(report(received_at=ms, completed_at=ms), zone)
+            assert rows.day(ms) == expected, (zone, ms)
+            staged = rows.staged(report(received_at=ms, completed_at=ms))
+            assert staged[0] == expected, (zone, ms)
