@@ -163,6 +163,24 @@ class MetricsConfig(Section):
     max_series: int = Field(100_000, ge=1)
     """Series one usage counter may hold (the SDK's own cardinality limit)."""
     self_telemetry: bool = True
+    tokens: list[SecretStr] = []
+    """Bearer tokens a scraper must present on ``/metrics`` (Prometheus: ``authorization:
+    {credentials: ...}``); empty: the endpoint is open. Kept apart from ``auth.tokens`` so a
+    scraper cannot write usage and a sender cannot read everyone's."""
+
+    @field_validator("tokens")
+    @classmethod
+    def _usable_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        return usable_tokens(value)
+
+
+def usable_tokens(value: list[SecretStr]) -> list[SecretStr]:
+    """Bearer tokens as an ``Authorization`` header can carry them."""
+    for token in value:
+        text = token.get_secret_value()
+        if not text or not text.isascii() or not text.isprintable() or " " in text:
+            raise ValueError("each token must be non-empty printable ASCII without spaces")
+    return value
 
 
 class AuthConfig(Section):
@@ -181,11 +199,7 @@ class AuthConfig(Section):
     @field_validator("tokens")
     @classmethod
     def _usable_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
-        for token in value:
-            text = token.get_secret_value()
-            if not text or not text.isascii() or not text.isprintable() or " " in text:
-                raise ValueError("each token must be non-empty printable ASCII without spaces")
-        return value
+        return usable_tokens(value)
 
 
 class TlsConfig(Section):

@@ -33,14 +33,21 @@ def require_prometheus() -> str:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: list[str], scrape_interval: str = "1s") -> None:
+    def __init__(
+        self, workdir: Path, targets: list[str], scrape_interval: str = "1s",
+        jobs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:  # fmt: skip
+        """Scrapes ``targets`` as job ``tokenbridge``; ``jobs`` adds more jobs over the same
+        targets, each with extra scrape settings (e.g. ``authorization``)."""
         self.port = free_port()
         self.workdir = workdir / f"prometheus-{self.port}"
         self.workdir.mkdir()
+        scrapes = {"tokenbridge": {}, **(jobs or {})}
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
             "scrape_configs": [
-                {"job_name": "tokenbridge", "static_configs": [{"targets": targets}]}
+                {"job_name": name, "static_configs": [{"targets": targets}], **settings}
+                for name, settings in scrapes.items()
             ],
         }
         self.config_path = self.workdir / "prometheus.yml"

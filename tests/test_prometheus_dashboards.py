@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +83,43 @@ async def test_every_prometheus_panel_returns_data_and_totals_equal_sql(
     assert prometheus.value('sum(tokenbridge_usage_requests_total{estimated="true"})') == 1
     assert prometheus.value("sum(tokenbridge_retryable_answers_total)") == 0
     assert prometheus.value("sum(tokenbridge_database_errors_total)") == 0
+
+
+def _status(url: str, authorization: str | None) -> int:
+    request = urllib.request.Request(url)
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+async def test_a_protected_endpoint_is_scraped_only_with_a_token(
+    tmp_path: Path, sqlite_url: str, server_factory: type[Server],
+    prometheus_factory: list[Prometheus],
+) -> None:  # fmt: skip
+    require_prometheus()
+    metrics_port = free_port()
+    config = {"metrics": {"port": metrics_port, "tokens": ["scrape-1", "scrape-2"]}}
+    server = server_factory(sqlite_url, tmp_path, config).start()
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    presented = [None, "Bearer nope", "Basic scrape-1", "Bearer scrape-1", "bearer scrape-2"]
+    assert [_status(url, header) for header in presented] == [401, 401, 401, 200, 200]
+
+    prometheus = Prometheus(tmp_path, [f"127.0.0.1:{metrics_port}"], jobs={
+        "tokenbridge": {"authorization": {"credentials": "scrape-2"}},
+        "no-token": {},
+        "wrong-token": {"authorization": {"credentials": "scrape-3"}},
+    })  # fmt: skip
+    prometheus_factory.append(prometheus)
+    prometheus.start()
+    traffic.send_all(server.grpc, server.http)
+    total = 'sum(tokenbridge_usage_input_tokens_total{job="tokenbridge"})'
+    prometheus.wait_for(lambda: prometheus.value(total) == traffic.INPUT
+                        and len(prometheus.query("up")) == 3,
+                        60, "Prometheus did not scrape the committed totals")  # fmt: skip
+    up = {row["metric"]["job"]: row["value"][1] for row in prometheus.query("up")}
+    assert up == {"tokenbridge": "1", "no-token": "0", "wrong-token": "0"}
+    assert prometheus.query('{__name__=~"tokenbridge_.+", job!="tokenbridge"}') == []

@@ -7,8 +7,12 @@ global one), so several bridges can run in one process, each serving its own met
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
@@ -20,9 +24,10 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
 
 from collector.config import MetricsConfig
+from collector.receivers.auth import REFUSED, Credentials
 
 logger = logging.getLogger(__name__)
 SCOPE = "tokenbridge"
@@ -73,9 +78,15 @@ class MetricsExport:
     def start(self) -> None:
         if not self.config.prometheus:
             return
-        self._server, self._thread = start_http_server(
-            self.config.port, self.config.host, registry=self.registry
-        )
+        tokens = [token.get_secret_value() for token in self.config.tokens]
+        if tokens:
+            self._server, self._thread = _serve_guarded(
+                self.config.host, self.config.port, self.registry, Credentials(tokens)
+            )
+        else:
+            self._server, self._thread = start_http_server(
+                self.config.port, self.config.host, registry=self.registry
+            )
         self.port = int(self._server.server_port)
         logger.info("Prometheus metrics on http://%s:%d/metrics", self.config.host, self.port)
 
@@ -91,3 +102,36 @@ class MetricsExport:
         if not self._stopped:
             self._stopped = True
             self.provider.shutdown()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes come every few seconds: not worth a log line each."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _serve_guarded(
+    host: str, port: int, registry: CollectorRegistry, credentials: Credentials
+) -> tuple[WSGIServer, Thread]:
+    """prometheus_client's scrape app behind a bearer-token check, served from a thread."""
+    metrics: WsgiApp = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if credentials.bearer_ok(environ.get("HTTP_AUTHORIZATION")):
+            return metrics(environ, start_response)
+        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                            ("WWW-Authenticate", "Bearer")])  # fmt: skip
+        return [REFUSED.encode() + b"\n"]
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server_class = type("_Server", (_ThreadingServer,), {"address_family": family})
+    server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    thread = Thread(target=server.serve_forever, name="tokenbridge-metrics", daemon=True)
+    thread.start()
+    return server, thread
