@@ -9,6 +9,10 @@ reject table with its reason, never dropped. Without a catalog, names come from 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from collector.report import UsageReport
 from collector.values import BadValue
 
 EMBEDDING_CATEGORIES = frozenset({"embedding", "reranker"})
+logger = logging.getLogger(__name__)
 
 
 class _Entry(BaseModel):
@@ -139,3 +144,45 @@ class Catalog:
         if name not in provider.models:
             raise BadValue(f"catalog: provider id {provider_id} does not serve {name!r}")
         return provider
+
+
+class CatalogWatcher:
+    """Reloads the catalog file when it changes, so users, keys and models added in GPUStack
+    are known without a restart (until then their reports are rejected: unknown user).
+
+    Every ``interval`` seconds the file's modification time and size are compared with those
+    of the last read. A changed file is parsed off the event loop; a valid one replaces the
+    catalog at once (``install``), an invalid one is logged and the last good catalog stays."""
+
+    def __init__(self, path: str | Path, install: Callable[[Catalog], None]) -> None:
+        self.path = Path(path)
+        self._install = install
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.check()
+
+    async def check(self) -> bool:
+        """Reload if the file changed since the last read; True when a new catalog is in."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return False
+        self._seen = stamp
+        try:
+            catalog = await asyncio.to_thread(Catalog.load, self.path)
+        except ValueError as exc:
+            logger.error("catalog not reloaded, keeping the last good one: %s", exc)
+            return False
+        self._install(catalog)
+        logger.info("catalog reloaded from %s: %d models, %d users, %d api keys", self.path,
+                    len(catalog.models), len(catalog.users), len(catalog.api_keys))  # fmt: skip
+        return True

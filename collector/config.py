@@ -134,6 +134,8 @@ class MappingConfig(Section):
 class CatalogConfig(Section):
     path: str
     """YAML file of models, providers, users, api_keys, routes and clusters (see README)."""
+    reload_interval: float = Field(5.0, ge=0)
+    """Seconds between checks of the file for changes (reloaded when changed); 0: read once."""
 
 
 class MetricsConfig(Section):

@@ -151,6 +151,10 @@ class Ingest:
                 work.reports.append(report)
         return await self._submit(work)
 
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Check and name reports with ``catalog`` from now on (a reloaded file)."""
+        self._catalog = catalog
+
     def _catalogued(self, report: UsageReport | None) -> UsageReport | None:
         """The catalog's check and name snapshot, when there is a catalog."""
         if report is None or self._catalog is None:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from collector.catalog import Catalog
+from collector.catalog import Catalog, CatalogWatcher
 from collector.config import Config, MetricsConfig
 from collector.ingest import Ingest, Sources
 from collector.limits import Limits
@@ -134,6 +134,13 @@ class Service:
         if self.telemetry is not None:
             self.telemetry.watch_pending(lambda: self.commit.pending)
         s = config.sources
+        # The watcher notes the file's state before the first read: a change made meanwhile
+        # is picked up by the first check, not missed.
+        self._watcher: CatalogWatcher | None = None
+        self._watching: asyncio.Task[None] | None = None
+        if config.catalog is not None and config.catalog.reload_interval > 0:
+            self._watcher = CatalogWatcher(config.catalog.path,
+                                           lambda catalog: self.ingest.use_catalog(catalog))
         self.ingest = Ingest(
             FieldMapper(mapping_rules(config)),
             MetricRules(custom_counters=config.mapping.counters),
@@ -185,6 +192,9 @@ class Service:
         if self.telemetry is not None:
             self.telemetry.start()
         await self.commit.start()
+        if self._watcher is not None and self.config.catalog is not None:
+            interval = self.config.catalog.reload_interval
+            self._watching = asyncio.create_task(self._watcher.run(interval))
         await self.http.start()
         await self.grpc.start()
 
@@ -195,6 +205,10 @@ class Service:
         self._stopped = True
         await self.grpc.shutdown()
         await self.http.shutdown()
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
         await self.commit.shutdown()
         if self.telemetry is not None:
             self.telemetry.shutdown()

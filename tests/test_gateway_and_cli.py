@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -146,3 +147,40 @@ async def test_catalog_validates_and_snapshots_names(
     assert [(source, reason) for source, reason, _ in rejects] == [
         ("gateway_json", "catalog: model id 2 not found")]  # fmt: skip
     assert "'request_id': 'gone'" in rejects[0][2]
+
+
+async def _logged(server: Server, text: str, count: int, timeout: float = 20.0) -> None:
+    """Wait (bounded) until ``text`` appears ``count`` times in the server's log."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while server.log().count(text) < count:
+        assert asyncio.get_running_loop().time() < deadline, f"{text!r} not logged {count}x"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_changed_catalog_is_reloaded_and_a_broken_one_ignored(
+    sqlite_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    alice = "models: [{id: 1, name: qwen3}]\nusers: [{id: 7, name: alice}]\n"
+    catalog.write_text(alice)
+    config = {"catalog": {"path": str(catalog), "reload_interval": 0.1}}
+    server = server_factory(sqlite_url, tmp_path, config).start()
+    call = {"model": "qwen3", "model_id": 1, "user_id": 8, "input_token": 3, "completed": True}
+    unknown = "catalog: user '8' not found"
+    assert await push(server, {**call, "request_id": "r1"}) == (
+        200, {"accepted": 0, "rejected": 1, "message": unknown})  # fmt: skip
+
+    catalog.write_text(alice.replace("alice}]", "alice}, {id: 8, name: bob}]"))
+    await _logged(server, "catalog reloaded", 1)
+    assert await push(server, {**call, "request_id": "r2"}) == (
+        200, {"accepted": 1, "rejected": 0, "message": ""})  # fmt: skip
+
+    catalog.write_text("users: [{id: 9, name: carol, age: 3}]\n")  # unknown field: invalid
+    await _logged(server, "catalog not reloaded", 1)
+    assert await push(server, {**call, "request_id": "r3"}) == (
+        200, {"accepted": 1, "rejected": 0, "message": ""})  # fmt: skip
+
+    assert await query(sqlite_url, "SELECT request_id, user_name, prompt_token_count "
+                       "FROM model_usage_details ORDER BY request_id") == [
+        ("r2", "bob", 3), ("r3", "bob", 3)]  # fmt: skip
+    assert await query(sqlite_url, "SELECT reason FROM usage_rejects") == [(unknown,)]
