@@ -36,40 +36,45 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) 
     raise error
 
 
-class _Traces:
-    def __init__(self, ingest: Ingest) -> None:
-        self._ingest = ingest
+class _Export:
+    """An OTLP service's ``Export``: ``ingest`` the raw request bytes, ``respond`` with the
+    service's response; a refusal becomes the gRPC status of the error."""
 
-    async def Export(self, data: bytes, context: Context) -> tpb.ExportTraceServiceResponse:
+    def __init__(
+        self,
+        ingest: Callable[[bytes], Awaitable[IngestResult]],
+        respond: Callable[[IngestResult], Message],
+    ) -> None:
+        self._ingest = ingest
+        self._respond = respond
+
+    async def export(self, data: bytes, context: Context) -> Message:
+        # A method, not __call__: grpc runs a handler as a coroutine only when it is a
+        # coroutine function.
         try:
-            return wire.traces_response(await self._export(data))
+            return self._respond(await self._ingest(data))
         except (PermanentError, RetryableError) as exc:
             error = _detached(exc)
         del data  # this frame lives on in the abort's traceback: keep no body alive with it
         await _abort(context, error)
 
-    async def _export(self, data: bytes) -> IngestResult:
-        self._ingest.admit()
+
+def _traces(ingest: Ingest) -> _Export:
+    async def spans(data: bytes) -> IngestResult:
+        ingest.admit()
         request = wire.parse(tpb.ExportTraceServiceRequest(), data)
-        return await self._ingest.spans(pb.spans(request, self._ingest.mapper.wanted))
+        return await ingest.spans(pb.spans(request, ingest.mapper.wanted))
+
+    return _Export(spans, wire.traces_response)
 
 
-class _Metrics:
-    def __init__(self, ingest: Ingest) -> None:
-        self._ingest = ingest
-
-    async def Export(self, data: bytes, context: Context) -> mpb.ExportMetricsServiceResponse:
-        try:
-            return wire.metrics_response(await self._export(data))
-        except (PermanentError, RetryableError) as exc:
-            error = _detached(exc)
-        del data  # this frame lives on in the abort's traceback: keep no body alive with it
-        await _abort(context, error)
-
-    async def _export(self, data: bytes) -> IngestResult:
-        self._ingest.admit()
+def _metrics(ingest: Ingest) -> _Export:
+    async def points(data: bytes) -> IngestResult:
+        ingest.admit()
         request = wire.parse(mpb.ExportMetricsServiceRequest(), data)
-        return await self._ingest.points(pb.points(request, self._ingest.metric_names))
+        return await ingest.points(pb.points(request, ingest.metric_names))
+
+    return _Export(points, wire.metrics_response)
 
 
 def _service(
@@ -108,9 +113,9 @@ class GrpcReceiver:
         )
         self._server.add_generic_rpc_handlers((
             _service(tpb.DESCRIPTOR.services_by_name["TraceService"].full_name,
-                     _Traces(ingest).Export),
+                     _traces(ingest).export),
             _service(mpb.DESCRIPTOR.services_by_name["MetricsService"].full_name,
-                     _Metrics(ingest).Export),
+                     _metrics(ingest).export),
         ))  # fmt: skip
         address = f"{host}:{port}"
         if tls is None:
