@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -73,27 +72,19 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 async def _serve(config: Config) -> None:
-    from collector.service import Service, tune_gc
+    from collector.service import Service, serve_until_signalled
 
-    service = Service(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    tune_gc()
-    metrics = ""
-    if service.metrics is not None and service.metrics.port is not None:
-        metrics = f" metrics {service.metrics.config.host}:{service.metrics.port}"
-    print(
-        f"tokenbridge ready: grpc {config.receivers.host}:{service.grpc.port} "
-        f"http {config.receivers.host}:{service.http.port}{metrics}",
-        flush=True,
-    )
-    try:
-        await stop.wait()
-    finally:
-        await service.shutdown()
+    def ready(service: Service) -> None:
+        metrics = ""
+        if service.metrics is not None and service.metrics.port is not None:
+            metrics = f" metrics {service.metrics.config.host}:{service.metrics.port}"
+        print(
+            f"tokenbridge ready: grpc {config.receivers.host}:{service.grpc.port} "
+            f"http {config.receivers.host}:{service.http.port}{metrics}",
+            flush=True,
+        )
+
+    await serve_until_signalled(Service(config), ready)
 
 
 async def _migrate(config: Config) -> None:

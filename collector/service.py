@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -225,3 +227,19 @@ class Service:
             time.monotonic() - t.started, t.committed, t.duplicates, t.rejects,
             t.transactions, self.commit.pending,
         )  # fmt: skip
+
+
+async def serve_until_signalled(service: Service, ready: Callable[[Service], None]) -> None:
+    """A serving process's life: start, tune the collector, call ``ready``, serve until
+    SIGTERM or SIGINT, then shut down gracefully (what was accepted is committed)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    tune_gc()
+    ready(service)
+    try:
+        await stop.wait()
+    finally:
+        await service.shutdown()

@@ -203,22 +203,14 @@ def worker_main(
 
 
 async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> None:
-    from collector.service import Service, tune_gc
+    from collector.service import Service, serve_until_signalled
 
     remote = RemoteTelemetry(outbox, index) if telemetry else None
     service = Service(config, [Forwarder(outbox, index)], reuse_port=True, telemetry=remote)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    tune_gc()
-    outbox.put(("ready", index, service.grpc.port, service.http.port))
-    try:
-        await stop.wait()
-    finally:
-        await service.shutdown()
-        outbox.put(("stopped", index))
+    await serve_until_signalled(
+        service, lambda s: outbox.put(("ready", index, s.grpc.port, s.http.port))
+    )
+    outbox.put(("stopped", index))
 
 
 def serve(config: Config, workers: int, listeners: Sequence[CommitListener] = ()) -> None:
