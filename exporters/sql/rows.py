@@ -44,6 +44,10 @@ DETAIL_COLUMNS = (
     "completed_at", "created_at", "updated_at", "user_name", "api_key_id", "api_key_name",
     "api_key_is_custom", "model_route_name", "cluster_name",
 )  # fmt: skip
+_IDENTITY_AT = tuple(DETAIL_COLUMNS.index(name) for name in IDENTITY_COLUMNS)
+_SUMMED_AT = tuple(DETAIL_COLUMNS.index(name) for name in SUMMED[:-1])
+_REQUESTS_AT = DETAIL_COLUMNS.index("request_count")
+_ESTIMATED_AT = DETAIL_COLUMNS.index("estimated")
 _EPOCH = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal",
@@ -126,50 +130,23 @@ class RowBuilder:
         return self.staged(report)[:-1]
 
     def rollups(self, reports: Iterable[UsageReport], now: datetime) -> list[tuple[Any, ...]]:
-        """Rows in ``ROLLUP_COLUMNS`` order, one per key, sorted by ``rollup_key`` so
-        concurrent writers lock rows in the same order. Non-summed fields come from the first
-        report of each key."""
-        # Sums are kept in lists under a plain tuple equal to the ``RollupKey``; rows are
-        # built once per key, not per report.
-        acc: dict[tuple[Any, ...], tuple[UsageReport, list[int]]] = {}
-        extra = self.extra
-        day = self.day
-        for report in reports:
-            operation = report.operation
-            key = (
-                report.model_id, report.provider_id, report.model, report.user_id,
-                report.access_key, operation.value if operation is not None else None,
-                day(usage_instant_ms(report)),
-                tuple([getattr(report, n) for n in extra]) if extra else (),
-            )  # fmt: skip
-            prompt, completion = resolve_tokens(report)
-            n = report.request_count
-            entry = acc.get(key)
-            if entry is None:
-                acc[key] = (report, [
-                    prompt, completion, report.input_cached_token,
-                    report.cache_write_input_token, report.reasoning_output_token, n,
-                    n if report.estimated else 0,
-                ])  # fmt: skip
-                continue
-            sums = entry[1]
-            sums[0] += prompt
-            sums[1] += completion
-            sums[2] += report.input_cached_token
-            sums[3] += report.cache_write_input_token
-            sums[4] += report.reasoning_output_token
-            sums[5] += n
-            if report.estimated:
-                sums[6] += n
+        """Rows in ``ROLLUP_COLUMNS`` order, one per key, sorted by ``rollup_key``: the sum
+        the database computes from the staged rows (``exporters.sql.staging``), in memory
+        over the same rows. Non-summed fields come from the first report of each key."""
+        first: dict[str, tuple[Any, ...]] = {}
+        sums: dict[str, list[int]] = {}
+        for row in map(self.staged, reports):
+            key = row[-1]
+            values = [row[i] for i in _SUMMED_AT]
+            values.append(row[_REQUESTS_AT] if row[_ESTIMATED_AT] else 0)
+            total = sums.get(key)
+            if total is None:
+                first[key], sums[key] = row, values
+            else:
+                sums[key] = [a + b for a, b in zip(total, values, strict=True)]
         stamp = now.astimezone(UTC).replace(tzinfo=None)
-        rows = []
-        for key, (r, sums) in acc.items():
-            rows.append((
-                self._digest(key), key[6], r.model_id, r.model, r.provider_id, r.provider_name,
-                r.provider_type, r.user_id, r.access_key, key[5], r.model_route_id,
-                r.organization_id, r.user_name, r.api_key_id, r.api_key_name,
-                r.api_key_is_custom, r.model_route_name, r.cluster_name, *sums, stamp, stamp,
-            ))  # fmt: skip
+        rows = [(key, *(row[i] for i in _IDENTITY_AT), *sums[key], stamp, stamp)
+                for key, row in first.items()]  # fmt: skip
         rows.sort(key=itemgetter(0))
         return rows
 
