@@ -176,8 +176,8 @@ class GroupCommit:
                 await self._drain()
                 return
             await self._wake.wait()
-            if (self._queue and self._inflight and not self._closing
-                    and len(self._inflight) == self._settings.concurrency - 1
+            if (self._queue and not self._closing
+                    and 0 < len(self._inflight) == self._settings.concurrency - 1
                     and self._queued < self._settings.max_batch):  # fmt: skip
                 oldest = self._queue[0][2]
                 wait = oldest + self._settings.flush_interval - self._clock()

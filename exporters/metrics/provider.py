@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from threading import Thread
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -25,6 +24,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from collector.config import MetricsConfig
 from collector.receivers.auth import REFUSED, Credentials
@@ -109,10 +109,6 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes come every few seconds: not worth a log line each."""
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -130,7 +126,7 @@ def _serve_guarded(
         return [REFUSED.encode() + b"\n"]
 
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    server_class = type("_Server", (_ThreadingServer,), {"address_family": family})
+    server_class = type("_Server", (ThreadingWSGIServer,), {"address_family": family})
     server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
     thread = Thread(target=server.serve_forever, name="tokenbridge-metrics", daemon=True)
     thread.start()
