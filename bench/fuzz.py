@@ -29,17 +29,17 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
+from collector.aggregation.rules import Estimation
+from collector.commit import Work
+from collector.decode import json as otlp_json
+from collector.decode import protobuf as pb
+from collector.decode.wire import parse
 from collector.errors import PermanentError
 from collector.ingest import Ingest
-from collector.limits import Limits
-from collector.mapping import FieldMapper, MappingRules
-from collector.otlp import json as otlp_json
-from collector.otlp import pb
-from collector.pipeline import Work
-from collector.points import MetricRules
+from collector.mapping.fields import FieldMapper, MappingRules
+from collector.mapping.limits import Limits
+from collector.mapping.points import MetricRules
 from collector.receivers.body import inflate
-from collector.receivers.wire import parse
-from collector.rules import Estimation
 
 
 class Recording:

@@ -12,9 +12,9 @@ import sys
 import time
 import urllib.request
 
+from collector.commit import Committed
 from collector.config import MetricsConfig
-from collector.pipeline import Committed
-from collector.report import Operation, Source, UsageReport
+from collector.model import Operation, Source, UsageReport
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 

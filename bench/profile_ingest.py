@@ -15,9 +15,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.common import drop_all, fresh_postgres, fresh_sqlite, scalar
 from collector.config import Config
-from collector.otlp import pb
-from collector.service import Service
-from collector.synthetic import templates
+from collector.decode import protobuf as pb
+from collector.runtime.service import Service
+from collector.tools.synthetic import templates
 
 
 async def _run(database: str, requests: int, concurrency: int) -> tuple[int, float]:

@@ -28,11 +28,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.bridge import Bridge, load
 from bench.common import drop_all, fresh_postgres, fresh_sqlite, scalar
 from bench.seed_writer import rows_per_second
-from collector.mapping import FieldMapper, MappingRules
-from collector.otlp import pb
-from collector.rules import Estimation, estimate
-from collector.spans import span_report
-from collector.synthetic import templates
+from collector.aggregation.rules import Estimation, estimate
+from collector.decode import protobuf as pb
+from collector.mapping.fields import FieldMapper, MappingRules
+from collector.mapping.spans import span_report
+from collector.tools.synthetic import templates
 
 FLUSH_INTERVAL = 0.1
 OVERLOAD = {"commit": {"max_pending": 20_000}}

@@ -14,8 +14,8 @@ from datetime import date
 from typing import Any
 
 from collector import config as config_module
-from collector import demo, loadgen
 from collector.config import Config, ConfigError
+from collector.tools import demo, loadgen
 
 EXIT_CONFIG = 2
 
@@ -72,7 +72,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 async def _serve(config: Config) -> None:
-    from collector.service import Service, serve_until_signalled
+    from collector.runtime.service import Service, serve_until_signalled
 
     def ready(service: Service) -> None:
         metrics = ""
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "serve" and args.workers > 1:
-            from collector.workers import serve
+            from collector.runtime.workers import serve
 
             serve(config, args.workers)
         elif args.command == "serve":

@@ -25,8 +25,8 @@ from pydantic import (
 )
 
 from collector import conventions as conv
-from collector.mapping import MAPPABLE_FIELDS
-from collector.rules import EXTRA_DIMENSIONS
+from collector.aggregation.rules import EXTRA_DIMENSIONS
+from collector.mapping.fields import MAPPABLE_FIELDS
 
 ENV_PREFIX = "TOKENBRIDGE_"
 

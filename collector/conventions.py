@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from collector.report import Operation
+from collector.model import Operation
 
 # OTel GenAI semantic conventions v1.41
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"

@@ -12,19 +12,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from collector.catalog import Catalog
+from collector.aggregation.rules import Estimation, estimate
+from collector.commit import GroupCommit, Work
+from collector.decode.items import PointItem, SpanItem
+from collector.decode.json import Malformed
 from collector.errors import PermanentError
-from collector.gateway import gateway_report
-from collector.limits import DEFAULT_LIMITS, Limits, bounded, check_attributes, check_report
-from collector.mapping import FieldMapper
-from collector.otlp.items import PointItem, SpanItem
-from collector.otlp.json import Malformed
-from collector.pipeline import GroupCommit, Work
-from collector.points import MetricRules, point_sample
-from collector.report import Reject, Source, UsageReport
-from collector.rules import Estimation, estimate
-from collector.spans import span_report
-from collector.values import BadValue
+from collector.mapping.catalog import Catalog
+from collector.mapping.fields import FieldMapper
+from collector.mapping.gateway import gateway_report
+from collector.mapping.limits import DEFAULT_LIMITS, Limits, bounded, check_attributes, check_report
+from collector.mapping.points import MetricRules, point_sample
+from collector.mapping.spans import span_report
+from collector.mapping.values import BadValue
+from collector.model import Reject, Source, UsageReport
 
 MAX_REJECT_TEXT = 2000
 YIELD_EVERY = 200

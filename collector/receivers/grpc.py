@@ -11,10 +11,10 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
+from collector.decode import protobuf as pb
+from collector.decode import wire
 from collector.errors import PermanentError, RetryableError
 from collector.ingest import Ingest, IngestResult
-from collector.otlp import pb
-from collector.receivers import wire
 from collector.receivers.auth import Credentials, GrpcAuth
 from collector.receivers.status import grpc_code, grpc_trailers
 

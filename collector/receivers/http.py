@@ -13,11 +13,11 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
+from collector.decode import json as otlp_json
+from collector.decode import protobuf as pb
+from collector.decode import wire
 from collector.errors import PermanentError, RetryableError
 from collector.ingest import Ingest
-from collector.otlp import json as otlp_json
-from collector.otlp import pb
-from collector.receivers import wire
 from collector.receivers.auth import Credentials, http_middleware
 from collector.receivers.body import read_body
 from collector.receivers.status import http_status, otlp_error_response, retry_after_header

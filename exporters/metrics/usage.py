@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from collector.pipeline import Committed
-from collector.report import UsageReport
-from collector.rules import resolve_tokens
+from collector.aggregation.rules import resolve_tokens
+from collector.commit import Committed
+from collector.model import UsageReport
 from exporters.metrics import names
 
 OVERFLOW = "__overflow__"

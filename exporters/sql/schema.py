@@ -125,4 +125,4 @@ metric_streams = Table(
     Column("updated_at", DateTime, nullable=False),
     Index("ix_metric_streams_updated_at", "updated_at"),
 )
-"""Last point of each cumulative stream (``collector.cumulative``)."""
+"""Last point of each cumulative stream (``collector.aggregation.cumulative``)."""

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collector.cumulative import StreamState, delta
-from collector.points import PointSample
-from collector.report import UsageReport
+from collector.aggregation.cumulative import StreamState, delta
+from collector.mapping.points import PointSample
+from collector.model import UsageReport
 from exporters.sql import schema
 from exporters.sql.dialect import InsertBuilder
 

@@ -1,0 +1,279 @@
+"""Group commit: many requests, one transaction, every request answered after its commit.
+
+Flush triggers, all in one place. Up to ``concurrency`` transactions are in flight, and
+requests that arrive meanwhile form the next batch. A new transaction starts at once while it
+would not take the last free slot (with one slot: when the writer is idle; an idle database
+has nothing to group with, so waiting would only add latency). The last free slot, taken
+while others are in flight, waits for company (PostgreSQL's ``commit_delay`` with
+``commit_siblings``): until ``max_batch`` reports are pending or the oldest has waited
+``flush_interval`` seconds, so under load it carries a full batch. ``flush()`` and
+``shutdown()`` write at once. A request's ``submit`` returns
+only when the transaction holding its reports has committed, and raises ``RetryableError``
+when it could not be (database down, queue full, shutting down); nothing of a failed request
+is kept, so the sender's retry is the only copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from collector.errors import RetryableError
+from collector.mapping.points import PointSample
+from collector.model import Reject, UsageReport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Work:
+    """What one request hands to the commit: reports, cumulative samples and rejects."""
+
+    reports: list[UsageReport] = dataclasses.field(default_factory=list)
+    samples: list[PointSample] = dataclasses.field(default_factory=list)
+    rejects: list[Reject] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.reports) + len(self.samples) + len(self.rejects)
+
+    def extend(self, other: Work) -> None:
+        self.reports.extend(other.reports)
+        self.samples.extend(other.samples)
+        self.rejects.extend(other.rejects)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Committed:
+    """What a transaction wrote: the reports counted (new ones only) and what it skipped."""
+
+    reports: Sequence[UsageReport]
+    duplicates: int
+    rejects: int
+    seconds: float
+    accepted: int = 0
+    """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
+
+
+class BatchWriter(Protocol):
+    """The SQL sink as the pipeline sees it."""
+
+    async def write(self, work: Work) -> Committed:
+        """Write in one transaction; ``RetryableError`` when the database is unavailable."""
+
+    async def ping(self) -> bool:
+        """True when the database answers and is migrated."""
+
+
+CommitListener = Callable[[Committed], None]
+Pending = tuple[Work, "asyncio.Future[None]", float]
+"""A request's work, the future its receiver awaits, and when it was queued."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitSettings:
+    max_batch: int = 5000
+    flush_interval: float = 0.1
+    max_pending: int = 20_000
+    retry_after: float = 1.0
+    concurrency: int = 1
+    """Transactions in flight at once: with 2, rows of the next batch are built while the
+    database commits the last one (keys are locked in sorted order, so they cannot
+    deadlock each other; SQLite has one writer and stays at 1)."""
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        writer: BatchWriter,
+        settings: CommitSettings,
+        listeners: Sequence[CommitListener] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._writer = writer
+        self._settings = settings
+        self._listeners = list(listeners)
+        self._clock = clock
+        self._queue: deque[Pending] = deque()
+        self._pending = 0
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._database_down = False
+        self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Reports accepted and not yet committed (queued or in the open transaction)."""
+        return self._pending
+
+    @property
+    def database_down(self) -> bool:
+        return self._database_down
+
+    def add_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tokenbridge-group-commit")
+
+    def admit(self, size: int = 0) -> None:
+        """Raise ``RetryableError`` when a request of ``size`` reports would be refused now.
+        Receivers call it before decoding, so a refused request costs no decoding work."""
+        retry_after = self._settings.retry_after
+        if self._closing:
+            raise RetryableError("shutting down", retry_after=retry_after)
+        if self._database_down:
+            raise RetryableError("database unavailable", retry_after=retry_after)
+        if self._pending and self._pending + max(1, size) > self._settings.max_pending:
+            raise RetryableError("pending queue full", retry_after=retry_after)
+
+    async def submit(self, work: Work) -> None:
+        """Return once ``work`` is committed. Raises ``RetryableError``."""
+        if not len(work):
+            return
+        self.admit(len(work))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future, self._clock()))
+        self._pending += len(work)
+        self._queued += len(work)
+        self._wake.set()
+        if self._queued >= self._settings.max_batch:
+            self._full.set()
+        await future
+
+    async def flush(self) -> None:
+        """Commit what is pending now (tests use this instead of sleeping)."""
+        while self._queue:
+            await self._write(self._take())
+
+    async def shutdown(self) -> None:
+        """Stop taking work, commit what was accepted, stop. Idempotent."""
+        if self._closing and self._task is None:
+            return
+        self._closing = True
+        self._full.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            if self._database_down and not self._closing:
+                await self._drain()
+                await self._probe()
+                continue
+            if self._closing and not self._queue:
+                await self._drain()
+                return
+            await self._wake.wait()
+            if (self._queue and not self._closing
+                    and 0 < len(self._inflight) == self._settings.concurrency - 1
+                    and self._queued < self._settings.max_batch):  # fmt: skip
+                oldest = self._queue[0][2]
+                wait = oldest + self._settings.flush_interval - self._clock()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), wait)
+            if self._queue:
+                await self._slots.acquire()
+                if self._database_down or not self._queue:
+                    self._slots.release()
+                    continue
+                task = asyncio.create_task(self._write_in_slot(self._take()))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if not self._queue and not self._closing:
+                self._wake.clear()
+                self._full.clear()
+
+    async def _write_in_slot(self, taken: list[Pending]) -> None:
+        try:
+            await self._write(taken)
+        finally:
+            self._slots.release()
+
+    async def _drain(self) -> None:
+        """Wait for the transactions in flight."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight)
+
+    def _take(self) -> list[Pending]:
+        taken = [self._queue.popleft()]
+        size = len(taken[0][0])
+        while self._queue and size + len(self._queue[0][0]) <= self._settings.max_batch:
+            taken.append(self._queue.popleft())
+            size += len(taken[-1][0])
+        self._queued -= size
+        return taken
+
+    async def _write(self, taken: list[Pending]) -> None:
+        work = Work()
+        for part, _future, _at in taken:
+            work.extend(part)
+        error = await self._attempt(work)
+        if error is not None and len(taken) > 1 and not self._database_down:
+            # One request's data failed a transaction the database could run: write each
+            # request alone so the others are not refused with it.
+            for one in taken:
+                await self._write([one])
+            return
+        for one in taken:
+            self._settle(one, error)
+
+    def _settle(self, pending: Pending, error: RetryableError | None) -> None:
+        """Answer one request; its reports stop counting as pending."""
+        work, future, _at = pending
+        self._pending -= len(work)
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    async def _attempt(self, work: Work) -> RetryableError | None:
+        try:
+            committed = await self._writer.write(work)
+        except RetryableError as exc:
+            if not self._database_down:
+                logger.warning("database unavailable, answering retryable: %s", exc.message)
+            self._database_down = True
+            self._wake.set()  # the loop probes until the database answers again
+            return exc
+        except Exception as exc:
+            logger.exception("commit failed")
+            return RetryableError(f"commit failed: {exc}", retry_after=self._settings.retry_after)
+        for listener in self._listeners:
+            try:
+                listener(committed)
+            except Exception:
+                # The data is committed: a failing re-export must not fail the request.
+                logger.exception("commit listener failed")
+        return None
+
+    async def _probe(self) -> None:
+        """Wait while the database is down; fail what is queued so senders retry."""
+        while self._queue:
+            self._settle(self._queue.popleft(), RetryableError("database unavailable"))
+        self._queued = 0
+        await asyncio.sleep(self._settings.retry_after)
+        if await _safe(self._writer.ping()):
+            logger.info("database reachable again, taking work")
+            self._database_down = False
+
+
+async def _safe(check: Awaitable[bool]) -> bool:
+    try:
+        return await check
+    except Exception:
+        return False

@@ -1,0 +1,1 @@
+"""Decoding: protobuf and JSON bodies walked into the same neutral items."""

@@ -1,0 +1,1 @@
+"""Mapping: decoded items -> usage reports (fields, values, limits, catalog)."""

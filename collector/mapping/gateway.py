@@ -1,0 +1,67 @@
+"""GPUStack gateway push (``POST /v2/usage/gateway-metrics``) -> usage report.
+
+The body is GPUStack's ``ModelUsageMetrics``: one object or a list. Unknown fields are ignored.
+The idempotency key is ``request_id`` when sent, else a digest of the canonical object, so a
+resent push counts once. A report with no tokens and no partial-stream evidence carries no usage
+(GPUStack gateways send such a zero report before a fallback retry with the same request id):
+it is skipped, so it cannot take the request id from the real report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector import conventions as conv
+from collector.aggregation.fingerprint import digest
+from collector.mapping.fields import FieldMapper
+from collector.mapping.values import BadValue, as_count, as_flag, as_id, as_millis, as_text
+from collector.model import Operation, Source, UsageReport
+
+_COUNTS = conv.TOKEN_FIELDS + conv.EVIDENCE_FIELDS
+_IDS = ("model_id", "provider_id", "model_route_id", "cluster_id")
+_TEXTS = ("provider_name", "provider_type", "user_id", "access_key", "organization_id")
+
+
+def gateway_report(item: Any, mapper: FieldMapper, received_at: int) -> UsageReport | None:
+    """The push's report, or None when it carries no usage. Raises ``BadValue``."""
+    if not isinstance(item, dict):
+        raise BadValue(f"expected an object, got {type(item).__name__}")
+    model = item.get("model")
+    if model is None or model == "":
+        raise BadValue("model: missing")
+    fields: dict[str, Any] = {"model": as_text("model", model)}
+    for name in _COUNTS:
+        if item.get(name) is not None:
+            fields[name] = as_count(name, item[name])
+    for name in _IDS:
+        if item.get(name) is not None:
+            fields[name] = as_id(name, item[name])
+    for name in _TEXTS:
+        if item.get(name) is not None:
+            fields[name] = as_text(name, item[name])
+    request_count = as_count("request_count", item.get("request_count", 1))
+    if not any(fields.get(name) for name in _COUNTS):
+        return None
+    request_id = item.get("request_id")
+    request_id = None if request_id in (None, "") else as_text("request_id", request_id)
+    return UsageReport(
+        source=Source.GATEWAY,
+        dedup_key=f"gw:{request_id}" if request_id else "gw-body:" + digest(item),
+        received_at=received_at,
+        request_count=request_count,
+        completed=as_flag("completed", item.get("completed", False)),
+        started_at=as_millis("started_at", item.get("started_at")),
+        completed_at=as_millis("completed_at", item.get("completed_at")),
+        operation=_operation(item.get("operation"), mapper),
+        request_id=request_id,
+        **fields,
+    )
+
+
+def _operation(raw: Any, mapper: FieldMapper) -> Operation | None:
+    if raw is None or raw == "":
+        return None
+    _skip, operation = mapper.operation(raw)
+    if operation is None:
+        raise BadValue(f"operation: unknown value {raw!r:.40}")
+    return operation

@@ -1,1 +1,0 @@
-"""OTLP decoding: protobuf and JSON bodies walked into the same neutral items."""

@@ -1,0 +1,1 @@
+"""Runtime: wiring and lifecycle of one serving process, its workers and their fan-in."""

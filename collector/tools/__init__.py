@@ -1,0 +1,1 @@
+"""Tools that are not pipeline stages: synthetic traffic, senders, the load generator, the demo."""
