@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgr
 
 from collector import cli
 from tests.support import Server, free_port, query
-from tests.test_metrics_export import _scrape
+from tests.system.test_metrics_export import _scrape
 
 INJECTIONS = [
     "'; DROP TABLE model_usages; --",

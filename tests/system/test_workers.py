@@ -12,7 +12,7 @@ from collector.runtime.workers import Supervisor
 from collector.tools.loadgen import LoadOptions, LoadRun
 from collector.tools.synthetic import Spread
 from tests.support import Server, free_port, query
-from tests.test_metrics_export import _scrape
+from tests.system.test_metrics_export import _scrape
 
 
 def _load(supervisor: Supervisor, requests: int, duration: float) -> LoadRun:
