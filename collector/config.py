@@ -97,9 +97,11 @@ class CommitConfig(Section):
 
 class SourcesConfig(Section):
     spans: bool = True
-    genai_metrics: bool = False
-    """Count the GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
-    Off by default: instrumentations that emit them also emit spans for the same calls."""
+    genai_metrics: bool | Literal["auto"] = "auto"
+    """The GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
+    ``auto``: the producer rule (a producer's points count until its first usage span, then
+    its spans; ``collector.aggregation.producers``); ``true``: every point counts (spans
+    too, unless ``spans: false``); ``false``: none does."""
     gateway: bool = True
 
 

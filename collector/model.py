@@ -98,3 +98,27 @@ class Reject:
     item: str
     """A bounded, readable rendering of the rejected item."""
     received_at: int
+
+
+class Ignored(enum.StrEnum):
+    """Why an item received was neither counted nor rejected (the ``reason`` label of
+    ``tokenbridge.reports.ignored``). Every item of a request ends accepted, rejected or
+    ignored with one of these."""
+
+    NOT_USAGE_SPAN = "not a usage span"
+    """A span with no token attribute and no partial-stream evidence (HTTP, database, ...)."""
+    REPEATS_CHILDREN = "repeats its children"
+    """Agent, tool and workflow spans or points: their usage is their children's."""
+    FROM_SPANS = "counted from the producer's spans"
+    """A GenAI metric point after its producer's switch to spans (the producer rule)."""
+    FROM_METRICS = "counted from the producer's metrics"
+    """A usage span that ended before its producer's switch: its metric points counted it."""
+    UNUSED_METRIC = "unused metric"
+    """A data point of a metric tokenbridge does not read (or of a type it does not read)."""
+    NO_RECORDED_VALUE = "no recorded value"
+    """A point flagged NoRecordedValue (a stream that stopped reporting)."""
+    LOG_RECORD = "log record"
+    """OTLP logs are answered, never read."""
+    SPANS_OFF = "spans not counted (sources.spans: false)"
+    GENAI_METRICS_OFF = "GenAI metrics not counted (sources.genai_metrics: false)"
+    GATEWAY_OFF = "gateway pushes not counted (sources.gateway: false)"

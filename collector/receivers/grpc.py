@@ -1,4 +1,5 @@
-"""OTLP/gRPC receiver: TraceService and MetricsService ``Export`` over the ingest core."""
+"""OTLP/gRPC receiver: TraceService, MetricsService and LogsService ``Export`` over the ingest
+core (logs are answered and counted as ignored)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as lpb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
@@ -77,6 +79,14 @@ def _metrics(ingest: Ingest) -> _Export:
     return _Export(points, wire.metrics_response)
 
 
+def _logs(ingest: Ingest) -> _Export:
+    async def records(data: bytes) -> IngestResult:
+        request = wire.parse(lpb.ExportLogsServiceRequest(), data)
+        return await ingest.logs(pb.log_records(request))
+
+    return _Export(records, lambda _result: lpb.ExportLogsServiceResponse())
+
+
 def _service(
     name: str, export: Callable[[bytes, Context], Awaitable[Message]]
 ) -> grpc.GenericRpcHandler:
@@ -116,6 +126,8 @@ class GrpcReceiver:
                      _traces(ingest).export),
             _service(mpb.DESCRIPTOR.services_by_name["MetricsService"].full_name,
                      _metrics(ingest).export),
+            _service(lpb.DESCRIPTOR.services_by_name["LogsService"].full_name,
+                     _logs(ingest).export),
         ))  # fmt: skip
         address = f"{host}:{port}"
         if tls is None:

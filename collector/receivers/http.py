@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as lpb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
@@ -99,6 +100,21 @@ class HttpRoutes:
             return _error(kind, error)
         return _encode(kind, wire.metrics_response(result))
 
+    async def logs(self, request: web.Request) -> web.Response:
+        """OTLP logs: answered as OTLP expects, every record counted as ignored."""
+        kind = JSON
+        try:
+            kind = _content_type(request)
+            body = await read_body(request, self._max_bytes)
+            if kind == PROTOBUF:
+                records = pb.log_records(wire.parse(lpb.ExportLogsServiceRequest(), body))
+            else:
+                records = otlp_json.log_records(_json(body))
+            await self._ingest.logs(records)
+        except (PermanentError, RetryableError) as error:
+            return _error(kind, error)
+        return _encode(kind, lpb.ExportLogsServiceResponse())
+
     async def gateway(self, request: web.Request) -> web.Response:
         """GPUStack's ``POST /v2/usage/gateway-metrics``: one object or a list."""
         try:
@@ -111,9 +127,9 @@ class HttpRoutes:
             result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
         except (PermanentError, RetryableError) as error:
             return _error(JSON, error)
-        return web.json_response(
-            {"accepted": result.accepted, "rejected": result.rejected, "message": result.message}
-        )
+        answer = {"accepted": result.accepted, "rejected": result.rejected,
+                  "ignored": result.ignored, "message": result.message}  # fmt: skip
+        return web.json_response(answer)
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -133,6 +149,7 @@ def build_app(
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.router.add_post("/v1/traces", routes.traces)
     app.router.add_post("/v1/metrics", routes.metrics)
+    app.router.add_post("/v1/logs", routes.logs)
     app.router.add_post("/v2/usage/gateway-metrics", routes.gateway)
     app.router.add_get("/healthz", routes.healthz)
     app.router.add_get("/readyz", routes.readyz)

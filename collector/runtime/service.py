@@ -151,6 +151,7 @@ class Service:
             Sources(s.spans, s.genai_metrics, s.gateway),
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=Limits(lim.max_items, lim.max_attributes, lim.max_value_length, lim.max_count),
+            on_ignored=self.telemetry.ignored if self.telemetry is not None else None,
         )
         r = config.receivers
         a = config.auth

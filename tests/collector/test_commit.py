@@ -12,7 +12,7 @@ from collector.aggregation.rules import Estimation
 from collector.commit import CommitSettings, Committed, GroupCommit, Work
 from collector.decode.items import SpanItem
 from collector.errors import RetryableError
-from collector.ingest import YIELD_EVERY, Ingest
+from collector.ingest import YIELD_EVERY, Ingest, Sources
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
 from collector.model import Source, UsageReport
@@ -182,7 +182,9 @@ async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None
     writer = RecordingWriter()
     commit = GroupCommit(writer, CommitSettings())
     await commit.start()
-    ingest = Ingest(FieldMapper(MappingRules()), MetricRules(), Estimation(), commit)
+    # Spans straight to the writer (no producer rule: this fake has no producer state).
+    ingest = Ingest(FieldMapper(MappingRules()), MetricRules(), Estimation(), commit,
+                    Sources(genai_metrics=False))  # fmt: skip
     events: list[str] = []
     count = 5 * YIELD_EVERY
 
