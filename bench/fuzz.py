@@ -30,7 +30,6 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.aggregation.rules import Estimation
-from collector.commit import Work
 from collector.decode import json as otlp_json
 from collector.decode import protobuf as pb
 from collector.decode.wire import parse
@@ -39,6 +38,7 @@ from collector.ingest import Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
+from collector.model import Work
 from collector.receivers.body import inflate
 
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from collector.commit import BatchWriter, Committed, Work
+from collector.model import BatchWriter, Committed, Work
 
 REPORTS_ACCEPTED = "tokenbridge.reports.accepted"
 REPORTS_REJECTED = "tokenbridge.reports.rejected"

@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.errors import PermanentError
-from collector.ingest import IngestResult
+from collector.model import IngestResult
 
 M = TypeVar("M", bound=Message)
 

@@ -1,7 +1,7 @@
 """Bounds on what one request may carry, checked on decoded items before mapping.
 
 The body size is capped by the transports (after decompression). Here: how many items one
-request holds (more refuse the whole request: HTTP 413 / gRPC RESOURCE_EXHAUSTED), and per
+request holds (more refuse the whole request as too large), and per
 item the attributes tokenbridge reads (for spans only the keys the mapping reads are decoded, so
 only those count), string and array sizes, nesting depth, and the size of every count. An item
 over a bound is rejected alone (``BadValue``), like any other bad value.
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from collector import conventions as conv
-from collector.errors import PermanentError
+from collector.errors import Kind, PermanentError
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
 
@@ -42,10 +42,10 @@ DEFAULT_LIMITS = Limits()
 
 
 def bounded(items: Iterable[T], limit: int) -> Iterator[T]:
-    """The items of one request; past ``limit`` the whole request is refused (413)."""
+    """The items of one request; past ``limit`` the whole request is refused (too large)."""
     for seen, item in enumerate(items, 1):
         if seen > limit:
-            raise PermanentError(f"more than {limit} items in one request", status=413)
+            raise PermanentError(f"more than {limit} items in one request", Kind.TOO_LARGE)
         yield item
 
 

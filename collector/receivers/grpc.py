@@ -13,8 +13,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.decode import protobuf as pb
 from collector.decode import wire
-from collector.errors import PermanentError, RetryableError
-from collector.ingest import Ingest, IngestResult
+from collector.errors import BridgeError
+from collector.ingest import Ingest
+from collector.model import IngestResult
 from collector.receivers.auth import Credentials, GrpcAuth
 from collector.receivers.status import grpc_code, grpc_trailers
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-def _detached(error: PermanentError | RetryableError) -> PermanentError | RetryableError:
+def _detached(error: BridgeError) -> BridgeError:
     """The error without its traceback. grpc's abort path keeps the exception, the handler's
     frames and itself in a reference cycle that only the cyclic collector frees; under
     overload, with many requests refused at once, the request bodies and decoded requests
@@ -31,7 +32,7 @@ def _detached(error: PermanentError | RetryableError) -> PermanentError | Retrya
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
-    if isinstance(error, PermanentError | RetryableError):
+    if isinstance(error, BridgeError):
         await context.abort(grpc_code(error), error.message, grpc_trailers(error))
     raise error
 
@@ -53,7 +54,7 @@ class _Export:
         # coroutine function.
         try:
             return self._respond(await self._ingest(data))
-        except (PermanentError, RetryableError) as exc:
+        except BridgeError as exc:
             error = _detached(exc)
         del data  # this frame lives on in the abort's traceback: keep no body alive with it
         await _abort(context, error)

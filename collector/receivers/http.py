@@ -16,11 +16,16 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from collector.decode import json as otlp_json
 from collector.decode import protobuf as pb
 from collector.decode import wire
-from collector.errors import PermanentError, RetryableError
+from collector.errors import BridgeError, Kind, PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.receivers.auth import Credentials, http_middleware
 from collector.receivers.body import read_body
-from collector.receivers.status import http_status, otlp_error_response, retry_after_header
+from collector.receivers.status import (
+    http_status,
+    kind_status,
+    otlp_error_response,
+    retry_after_header,
+)
 
 logger = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
@@ -35,7 +40,9 @@ def _content_type(request: web.Request) -> str:
         return PROTOBUF
     if kind == JSON:
         return JSON
-    raise PermanentError(f"unsupported content type {kind!r}; use {PROTOBUF} or {JSON}", status=415)
+    raise PermanentError(
+        f"unsupported content type {kind!r}; use {PROTOBUF} or {JSON}", Kind.UNSUPPORTED_MEDIA
+    )
 
 
 def _json(body: bytes) -> Any:
@@ -52,10 +59,9 @@ def _encode(kind: str, response: Message) -> web.Response:
     return web.json_response(wire.as_json(response))
 
 
-def _error(kind: str, error: PermanentError | RetryableError) -> web.Response:
+def _error(kind: str, error: BridgeError) -> web.Response:
     status = http_status(error)
-    code = 14 if isinstance(error, RetryableError) else 3
-    response = otlp_error_response(kind, status, code, error.message)
+    response = otlp_error_response(kind, status, error.status.rpc, error.message)
     if isinstance(error, RetryableError):
         response.headers["Retry-After"] = retry_after_header(error)
     return response
@@ -79,7 +85,7 @@ class HttpRoutes:
             else:
                 items = otlp_json.spans(_json(body), self._ingest.mapper.wanted)
             result = await self._ingest.spans(items)
-        except (PermanentError, RetryableError) as error:
+        except BridgeError as error:
             return _error(kind, error)
         return _encode(kind, wire.traces_response(result))
 
@@ -95,7 +101,7 @@ class HttpRoutes:
             else:
                 points = otlp_json.points(_json(body), names)
             result = await self._ingest.points(points)
-        except (PermanentError, RetryableError) as error:
+        except BridgeError as error:
             return _error(kind, error)
         return _encode(kind, wire.metrics_response(result))
 
@@ -104,12 +110,12 @@ class HttpRoutes:
         try:
             kind = request.content_type
             if kind not in (JSON, "application/octet-stream", ""):
-                raise PermanentError(f"unsupported content type {kind!r}", status=415)
+                raise PermanentError(f"unsupported content type {kind!r}", Kind.UNSUPPORTED_MEDIA)
             body = await read_body(request, self._max_bytes)
             self._ingest.admit()
             doc = _json(body)
             result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
-        except (PermanentError, RetryableError) as error:
+        except BridgeError as error:
             return _error(JSON, error)
         return web.json_response(
             {"accepted": result.accepted, "rejected": result.rejected, "message": result.message}
@@ -121,7 +127,7 @@ class HttpRoutes:
     async def readyz(self, _request: web.Request) -> web.Response:
         if await self._ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        return web.json_response({"status": "not ready"}, status=kind_status(Kind.UNAVAILABLE)[0])
 
 
 def build_app(

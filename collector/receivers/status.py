@@ -10,36 +10,40 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import status_pb2
 from google.rpc.error_details_pb2 import RetryInfo
 
-from collector.errors import PermanentError, RetryableError
+from collector.errors import STATUS, BridgeError, Kind, RetryableError, RpcCode
 from collector.telemetry import retryable_answered
 
-HTTP_RETRYABLE = 503
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 
 
-def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
+def grpc_status(code: RpcCode) -> grpc.StatusCode:
+    """grpc's enum member of a ``google.rpc.Code`` (the same names)."""
+    return grpc.StatusCode[code.name]
+
+
+def grpc_code(error: BridgeError) -> grpc.StatusCode:
     if isinstance(error, RetryableError):
         retryable_answered("grpc")
-        return grpc.StatusCode.UNAVAILABLE
-    if error.status == 413:
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if error.status == 401:
-        return grpc.StatusCode.UNAUTHENTICATED
-    return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc_status(error.status.rpc)
 
 
-def http_status(error: PermanentError | RetryableError) -> int:
+def http_status(error: BridgeError) -> int:
     if isinstance(error, RetryableError):
         retryable_answered("http")
-        return HTTP_RETRYABLE
-    return error.status
+    return int(error.status.http)
+
+
+def kind_status(kind: Kind) -> tuple[int, RpcCode]:
+    """The HTTP status and ``google.rpc.Code`` of ``kind``, from the one table."""
+    status = STATUS[kind]
+    return int(status.http), status.rpc
 
 
 def retry_after_header(error: RetryableError) -> str:
     return str(max(1, math.ceil(error.retry_after)))
 
 
-def grpc_trailers(error: PermanentError | RetryableError) -> tuple[tuple[str, bytes], ...]:
+def grpc_trailers(error: BridgeError) -> tuple[tuple[str, bytes], ...]:
     """gRPC's Retry-After: a ``RetryInfo`` trailer, which OTLP exporters (the OTel SDKs, the
     Collector) use as their next backoff instead of their own exponential one."""
     if not isinstance(error, RetryableError):

@@ -21,8 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from collector.commit import Committed
-from collector.model import Operation, Source, UsageReport
+from collector.model import Committed, Operation, Source, UsageReport
 from collector.telemetry import listen_retryable, unlisten_retryable
 
 FIELDS = UsageReport._fields

@@ -14,19 +14,14 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from collector.aggregation.rules import Estimation
-from collector.commit import (
-    CommitListener,
-    CommitSettings,
-    Committed,
-    GroupCommit,
-)
+from collector.commit import CommitSettings, GroupCommit
 from collector.config import Config, MetricsConfig
 from collector.ingest import Ingest, Sources
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
-from collector.model import Operation
+from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
 from collector.receivers.auth import Credentials
 from collector.receivers.grpc import GrpcReceiver

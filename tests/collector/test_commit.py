@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from collector.aggregation.rules import Estimation
-from collector.commit import CommitSettings, Committed, GroupCommit, Work
+from collector.commit import CommitSettings, GroupCommit
 from collector.decode.items import SpanItem
 from collector.errors import RetryableError
 from collector.ingest import YIELD_EVERY, Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.model import Source, UsageReport
+from collector.model import Committed, Source, UsageReport, Work
 
 
 @dataclasses.dataclass
