@@ -49,6 +49,21 @@ class Source(enum.StrEnum):
     GATEWAY = "gateway_json"
 
 
+class Signal(enum.StrEnum):
+    """What a request carries: an OTLP trace or metrics export, or a gateway push."""
+
+    TRACES = "traces"
+    METRICS = "metrics"
+    GATEWAY = "gateway"
+
+
+class Encoding(enum.StrEnum):
+    """A request body's encoding, named by its media type."""
+
+    PROTOBUF = "application/x-protobuf"
+    JSON = "application/json"
+
+
 class UsageReport(NamedTuple):
     """One request (a span, a gateway push) or one metric delta.
 

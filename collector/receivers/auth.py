@@ -18,7 +18,12 @@ import grpc
 from aiohttp import web
 
 from collector.errors import STATUS, Kind
-from collector.receivers.status import grpc_status, kind_status, otlp_error_response
+from collector.receivers.status import (
+    encoding_of,
+    grpc_status,
+    kind_status,
+    otlp_error_response,
+)
 
 REFUSED = "unauthenticated: missing or invalid credentials"
 GATEWAY_HEADER = "X-GPUStack-Auth-Token"
@@ -101,7 +106,7 @@ def http_middleware(credentials: Credentials) -> Any:
         if allowed:
             return await handler(request)
         status, code = kind_status(Kind.UNAUTHENTICATED)
-        response = otlp_error_response(request.content_type, status, code, REFUSED)
+        response = otlp_error_response(encoding_of(request.content_type), status, code, REFUSED)
         response.headers["WWW-Authenticate"] = 'Bearer realm="tokenbridge"'
         return response
 

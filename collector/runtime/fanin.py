@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from collector.model import Committed, Operation, Source, UsageReport
-from collector.telemetry import listen_retryable, unlisten_retryable
 
 FIELDS = UsageReport._fields
 _SOURCE = FIELDS.index("source")
@@ -94,11 +93,9 @@ class RemoteTelemetry:
         self._pending = pending
 
     def start(self) -> None:
-        listen_retryable(self)
         self._thread.start()
 
     def shutdown(self) -> None:
-        unlisten_retryable(self)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
