@@ -20,85 +20,15 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
-from collector.aggregation.producers import Identity
 from collector.errors import RetryableError
-from collector.mapping.points import PointSample
-from collector.model import Reject, UsageReport
+from collector.model import BatchWriter, CommitListener, Work
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(slots=True)
-class ProducerItems:
-    """One request's usage spans and GenAI metric points of one producer. The producer rule
-    (``collector.aggregation.producers``) decides in the commit transaction which count; the
-    others are added to ``ignored``, the request's own tally, once the transaction commits."""
-
-    key: str
-    identity: Identity
-    ignored: Counter[str]
-    spans: list[UsageReport] = dataclasses.field(default_factory=list)
-    ends: list[int] = dataclasses.field(default_factory=list)
-    """UnixNano end of each span, in ``spans`` order."""
-    points: list[PointSample] = dataclasses.field(default_factory=list)
-    """Cumulative points (their deltas are taken in the transaction)."""
-    deltas: list[tuple[int, UsageReport | None]] = dataclasses.field(default_factory=list)
-    """Delta points: (UnixNano time, report; None when the point is zero)."""
-
-    def __len__(self) -> int:
-        return len(self.spans) + len(self.points) + len(self.deltas)
-
-
-@dataclasses.dataclass(slots=True)
-class Work:
-    """What one request hands to the commit: reports, cumulative samples, the items under
-    the producer rule, rejects, and the reasons of the items ignored (this request's)."""
-
-    reports: list[UsageReport] = dataclasses.field(default_factory=list)
-    samples: list[PointSample] = dataclasses.field(default_factory=list)
-    rejects: list[Reject] = dataclasses.field(default_factory=list)
-    producers: list[ProducerItems] = dataclasses.field(default_factory=list)
-    ignored: Counter[str] = dataclasses.field(default_factory=Counter)
-    """Not merged by ``extend``: each request keeps its own."""
-
-    def __len__(self) -> int:
-        ruled = sum(len(p) for p in self.producers) if self.producers else 0
-        return len(self.reports) + len(self.samples) + len(self.rejects) + ruled
-
-    def extend(self, other: Work) -> None:
-        self.reports.extend(other.reports)
-        self.samples.extend(other.samples)
-        self.rejects.extend(other.rejects)
-        self.producers.extend(other.producers)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Committed:
-    """What a transaction wrote: the reports counted (new ones only) and what it skipped."""
-
-    reports: Sequence[UsageReport]
-    duplicates: int
-    rejects: int
-    seconds: float
-    accepted: int = 0
-    """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
-
-
-class BatchWriter(Protocol):
-    """The SQL sink as the pipeline sees it."""
-
-    async def write(self, work: Work) -> Committed:
-        """Write in one transaction; ``RetryableError`` when the database is unavailable."""
-
-    async def ping(self) -> bool:
-        """True when the database answers and is migrated."""
-
-
-CommitListener = Callable[[Committed], None]
 Pending = tuple[Work, "asyncio.Future[None]", float]
 """A request's work, the future its receiver awaits, and when it was queued."""
 

@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 
 from collector import conventions as conv
 from collector.aggregation.fingerprint import digest
+from collector.model import Identity
 
 IDENTITY_ATTRIBUTES = conv.PRODUCER_IDENTITY
 """Resource attributes that identify a producer (OTel's service identity). Two processes
@@ -57,8 +58,6 @@ that share all three are one producer: give each its own ``service.instance.id``
 NEVER = -1
 """``metrics_until`` of a producer none of whose metric points counted."""
 MAX_IDENTITY_TEXT = 255
-
-Identity = tuple[str | None, str | None, str | None]
 
 
 class ProducerState(NamedTuple):

@@ -23,9 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collector.aggregation.producers import NEVER, ProducerState, Ruling, rule
-from collector.commit import ProducerItems
-from collector.mapping.points import PointSample
-from collector.model import Ignored, UsageReport
+from collector.model import Ignored, PointSample, ProducerItems, UsageReport
 from exporters.sql import schema
 from exporters.sql.dialect import InsertBuilder
 

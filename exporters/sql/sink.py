@@ -27,10 +27,8 @@ from typing import TypeVar
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collector.commit import Committed, Work
 from collector.errors import RetryableError
-from collector.mapping.points import PointSample
-from collector.model import UsageReport
+from collector.model import Committed, PointSample, UsageReport, Work
 from exporters.sql import producers, rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
