@@ -30,10 +30,10 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.aggregation.rules import Estimation
+from collector.config import LimitsConfig
 from collector.errors import PermanentError
 from collector.ingest import Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
-from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
 from collector.model import Encoding, Signal, Work
 from collector.receivers.body import inflate
@@ -54,8 +54,9 @@ class Recording:
 
 def _ingest() -> Ingest:
     commit: Any = Recording()
-    return Ingest(FieldMapper(MappingRules()), MetricRules(custom_counters={"app.tokens":
-                  "input_token"}), Estimation(), commit, limits=Limits(max_items=1000))  # fmt: skip
+    rules = MetricRules(custom_counters={"app.tokens": "input_token"})
+    limits = LimitsConfig(max_items=1000).settings()
+    return Ingest(FieldMapper(MappingRules()), rules, Estimation(), commit, limits=limits)
 
 
 def _seed_traces() -> bytes:
