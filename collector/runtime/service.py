@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 from collector.aggregation.rules import Estimation
 from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
+from collector.credentials import Credentials
 from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
-from collector.receivers.auth import Credentials
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.receivers.status import uncounted
