@@ -6,7 +6,9 @@ calls before the commit: inflate, parse, decode, map, bound. An input may be ref
 ``PermanentError`` (the 400/413/415 path); any other exception is a crash. Prints inputs tried
 and crashes per target; exits 1 when there was a crash.
 
-    python bench/fuzz.py --examples 3000
+    python -m bench.fuzz --examples 3000
+
+``tests/test_fuzz_smoke.py`` imports this module (``bench.fuzz``) and runs it in miniature.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as a script (python bench/fuzz.py): the repository root first
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
