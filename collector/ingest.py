@@ -27,13 +27,14 @@ from typing import Any, Literal
 
 from collector.aggregation.producers import producer_identity, producer_key
 from collector.aggregation.rules import Estimation, estimate
+from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
 from collector.decode.items import PointItem, SpanItem, Unread
 from collector.errors import Kind, PermanentError
 from collector.mapping.catalog import Catalog
 from collector.mapping.fields import FieldMapper
 from collector.mapping.gateway import gateway_report
-from collector.mapping.limits import DEFAULT_LIMITS, Limits, check_attributes, check_report
+from collector.mapping.limits import Limits, check_attributes, check_report
 from collector.mapping.points import MetricRules, point_sample
 from collector.mapping.spans import repeats_children, span_report
 from collector.mapping.values import BadValue
@@ -57,6 +58,8 @@ YIELD_EVERY = 200
 loop for seconds while commits, health checks and other requests wait (with 1,000-span
 requests on PostgreSQL this also cut the ack p99 from ~360-420 ms to ~320-330 ms)."""
 MAX_MESSAGES = 5
+DEFAULT_SOURCES = SourcesConfig()
+DEFAULT_LIMITS = LimitsConfig().settings()
 AUTO: Literal["auto"] = "auto"
 logger = logging.getLogger(__name__)
 
@@ -66,18 +69,6 @@ an item under the producer rule (each adds to ``work.taken``) or an ignored reas
 ``BadValue``."""
 IgnoredListener = Callable[[Mapping[str, int]], None]
 """Told the reasons of the items each request ignored, once the request is answered."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Sources:
-    """Which inputs count. ``genai_metrics``: ``"auto"`` applies the producer rule
-    (``collector.aggregation.producers``: a producer's GenAI metric points count until its
-    usage spans arrive, then its spans), ``True`` counts every GenAI metric point (spans too,
-    unless ``spans`` is off), ``False`` none. Custom counters always count."""
-
-    spans: bool = True
-    genai_metrics: bool | Literal["auto"] = AUTO
-    gateway: bool = True
 
 
 class _ByProducer:
@@ -111,12 +102,14 @@ class Ingest:
         metric_rules: MetricRules,
         estimation: Estimation,
         commit: Commit,
-        sources: Sources = Sources(),
+        sources: SourcesConfig = DEFAULT_SOURCES,
         clock: Callable[[], float] = time.time,
         catalog: Catalog | None = None,
         limits: Limits = DEFAULT_LIMITS,
         on_ignored: IgnoredListener | None = None,
     ) -> None:
+        """``sources``: which inputs count (custom counters always do); ``limits``: the bounds
+        of one request's content."""
         self.mapper = mapper
         self.metric_rules = metric_rules
         self.metric_names = metric_rules.names
