@@ -149,14 +149,17 @@ async def test_two_replicas_receiving_one_signal_each_count_each_call_once(
                  FROM_METRICS: 4 + (5 if metrics_won else 0)}  # fmt: skip
 
 
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
 async def test_producers_sharing_a_name_but_not_an_instance_both_count(
-    database_url: str, server_factory: type[Server], tmp_path: Path, apps: list[GenAiApp]
-) -> None:
+    temporality: str, database_url: str, server_factory: type[Server], tmp_path: Path,
+    apps: list[GenAiApp],
+) -> None:  # fmt: skip
+    """A spans-only and a metrics-only Python producer, both counted in full."""
     server, port = _serve(server_factory, database_url, tmp_path)
     spans_only = _app(apps, "--service", "shared", "--instance", "a", "--seed", "4")
     metrics_only = _app(apps, "--service", "shared", "--instance", "b", "--seed", "5",
-                        "--temporality", "delta")  # fmt: skip
-    for calls in ("3", "4"):
+                        "--temporality", temporality)  # fmt: skip
+    for calls in ("3", "4", "0"):
         spans_only.do("calls", calls)
         metrics_only.do("calls", calls)
         spans_only.do("spans", server.grpc)
