@@ -121,6 +121,13 @@ class SourcesConfig(Section):
     too, unless ``spans: false``); ``false``: none does."""
     gateway: bool = True
 
+    @field_validator("genai_metrics", mode="before")
+    @classmethod
+    def _auto_or_flag(cls, value: object) -> object:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"expected auto, true or false, got {value!r}")
+
 
 class MappingConfig(Section):
     fields: dict[str, list[str]] = {}
