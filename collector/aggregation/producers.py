@@ -49,8 +49,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from collector import conventions as conv
-from collector.aggregation.fingerprint import digest
-from collector.model import Identity
+from collector.model import Identity, digest
 
 IDENTITY_ATTRIBUTES = conv.PRODUCER_IDENTITY
 """Resource attributes that identify a producer (OTel's service identity). Two processes

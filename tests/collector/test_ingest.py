@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 
-from collector.aggregation.fingerprint import digest
 from collector.aggregation.rules import Estimation
 from collector.commit import GroupCommit
 from collector.config import CommitConfig
@@ -14,7 +13,7 @@ from collector.decode.items import SpanItem
 from collector.ingest import YIELD_EVERY, Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.model import Encoding, Signal
+from collector.model import Encoding, Signal, digest
 from tests.fakes import ManualClock, RecordingSink, fixed_clock
 
 
