@@ -25,8 +25,8 @@ from opentelemetry.trace import Tracer
 
 from collector.model import Ignored
 from tests.otlp_clients import record_metrics, record_spans, send_metrics, send_spans
-from tests.support import Server, free_port, query
-from tests.system.producers.drive import counts
+from tests.support import Server, query
+from tests.system.producers.drive import counts, serve_with_metrics
 
 STAMP = 1_700_000_000_000
 ROLLUP = "SELECT sum(prompt_token_count), sum(completion_token_count), sum(request_count), " \
@@ -49,9 +49,7 @@ def answer(accepted: int, rejected: int = 0, ignored: int = 0, message: str = ""
 
 def _serve(factory: type[Server], url: str, tmp_path: Path,
            config: dict[str, Any] | None = None) -> tuple[Server, int]:  # fmt: skip
-    port = free_port()
-    server = factory(url, tmp_path, config, extra_args=["--metrics-port", str(port)])
-    return server.start(), port
+    return serve_with_metrics(factory, url, tmp_path, config)
 
 
 async def test_every_gateway_push_is_a_request_as_gpustack_counts_it(

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from collector.model import Ignored
-from tests.support import ROOT, Server, free_port, query
-from tests.system.producers.drive import DURATION, TOKEN_USAGE, counts
+from tests.support import ROOT, Server, query
+from tests.system.producers.drive import DURATION, TOKEN_USAGE, counts, serve_with_metrics
 
 PACKAGE = ROOT / "tests" / "system" / "producers" / "node"
 NODE_DIR = Path(os.environ.get("TOKENBRIDGE_TEST_NODE_DIR", "/var/cache/tokenbridge-ci/node"))
@@ -54,9 +54,7 @@ async def test_a_node_metrics_only_producer_counts_by_default(
     temporality: str, node_modules: Path, database_url: str, server_factory: type[Server],
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    port = free_port()
-    server = server_factory(database_url, tmp_path,
-                            extra_args=["--metrics-port", str(port)]).start()  # fmt: skip
+    server, port = serve_with_metrics(server_factory, database_url, tmp_path)
     run = subprocess.run(
         ["node", str(PACKAGE / "metrics.js"), f"{server.http}/v1/metrics", temporality, "7",
          "9", "node-1"],

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from collector.model import Ignored
-from tests.support import Server, free_port, query
-from tests.system.producers.drive import GenAiApp, counts
+from tests.support import Server, query
+from tests.system.producers.drive import GenAiApp, counts, serve_with_metrics
 
 SUMS = "SELECT sum(prompt_token_count), sum(completion_token_count), sum(request_count) " \
        "FROM model_usages"  # fmt: skip
@@ -39,8 +39,7 @@ def _app(apps: list[GenAiApp], *args: str) -> GenAiApp:
 
 
 def _serve(factory: type[Server], url: str, tmp_path: Path) -> tuple[Server, int]:
-    port = free_port()
-    return factory(url, tmp_path, extra_args=["--metrics-port", str(port)]).start(), port
+    return serve_with_metrics(factory, url, tmp_path)
 
 
 async def _sums(url: str) -> tuple[int, int, int]:

@@ -6,9 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from tests.support import ROOT
+from tests.support import ROOT, Server, free_port
 from tests.system.test_metrics_export import _scrape
 
 TOKEN_USAGE = "gen_ai.client.token.usage"
@@ -65,3 +66,16 @@ def counts(metrics_port: int) -> dict[str, int]:
         elif name == "tokenbridge_reports_ignored_total" and value:
             out[f"ignored: {dict(labels)['reason']}"] = int(value)
     return out
+
+
+def serve_with_metrics(
+    factory: type[Server], url: str, workdir: Path, config: dict[str, Any] | None = None
+) -> tuple[Server, int]:
+    """A started server with its metrics endpoint on a free port of its own (never one of the
+    server's receiver ports); the server and that port."""
+    server = factory(url, workdir, config)
+    port = free_port()
+    while port in (server.grpc_port, server.http_port):
+        port = free_port()
+    server.extra_args = [*server.extra_args, "--metrics-port", str(port)]
+    return server.start(), port
