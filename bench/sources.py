@@ -1,7 +1,7 @@
-"""The cost of the producer rule: ``sources.genai_metrics: auto`` (the default) against
+"""The cost of the source rule: ``sources.genai_metrics: auto`` (the default) against
 ``false``, on one mixed load, in one run.
 
-    python -m bench.producers [--duration 5] [--database postgres|sqlite] [--rounds 2]
+    python -m bench.sources [--duration 5] [--database postgres|sqlite] [--rounds 2]
 
 The load: ``tokenbridge loadgen`` usage spans over gRPC (1,000 per request, 8 in flight, from
 the producer ``synthetic-gateway``), and beside it GenAI metric exports as the official OpenAI
@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     auto, off = asyncio.run(compare(args.database, args.duration, args.rounds, args.exports))
     value, reference, verdict = line(auto, off)
-    print(f"{args.database} producer rule, mixed spans + metrics: {value}\n"
+    print(f"{args.database} source rule, mixed spans + metrics: {value}\n"
           f"  vs {reference}\n  {verdict}")
 
 

@@ -111,13 +111,13 @@ class CommitConfig(Section):
 
 class SourcesConfig(Section):
     """Which inputs count; custom counters (``mapping.counters``) always do. By default
-    both kinds of GenAI producer count once (the producer rule)."""
+    both kinds of GenAI producer count once (the source rule)."""
 
     spans: bool = True
     genai_metrics: bool | Literal["auto"] = "auto"
     """The GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
-    ``auto``: the producer rule (a producer's points count until its first usage span, then
-    its spans; ``collector.aggregation.producers``); ``true``: every point counts (spans
+    ``auto``: the source rule (a producer's points count until its first usage span, then
+    its spans; ``collector.aggregation.sources``); ``true``: every point counts (spans
     too, unless ``spans: false``); ``false``: none does."""
     gateway: bool = True
 

@@ -173,7 +173,7 @@ TOKEN_TYPE_FIELDS: Mapping[str, str] = {"input": "input_token", "output": "outpu
 REQUEST_COUNTING_TOKEN_TYPE = "input"
 """The histogram series whose ``count`` is the number of requests (every call has input)."""
 
-# Resource: who produced an item (the producer rule of ``collector.aggregation.producers``)
+# Resource: who produced an item (the source rule of ``collector.aggregation.sources``)
 SERVICE_NAMESPACE = "service.namespace"
 SERVICE_NAME = "service.name"
 SERVICE_INSTANCE_ID = "service.instance.id"

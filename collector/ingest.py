@@ -9,8 +9,8 @@ in the request's encoding, or a ``BridgeError`` whose kind decides the status it
 2. decode (``collector.decode.wire``): bytes -> neutral items;
 3. map: each item -> a report, a cumulative sample, a reject or nothing; a bad item is
    rejected alone (``BadValue``), more than ``limits.max_items`` refuse the whole request;
-4. commit: return only once the work is committed (``Commit.submit``); the producer rule
-   (``collector.aggregation.producers``) decides there which usage spans and GenAI metric
+4. commit: return only once the work is committed (``Commit.submit``); the source rule
+   (``collector.aggregation.sources``) decides there which usage spans and GenAI metric
    points count;
 5. answer: accepted, rejected and ignored counts (every item received is one of the three),
    and the first reasons; the ignored reasons go to self-telemetry and the DEBUG log.
@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from collector.aggregation.producers import producer_identity, producer_key
 from collector.aggregation.rules import Estimation, estimate
+from collector.aggregation.sources import producer_identity, producer_key
 from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
 from collector.decode.items import PointItem, SpanItem, Unread
@@ -65,14 +65,14 @@ logger = logging.getLogger(__name__)
 
 MapOne = Callable[[Any, int, Work], None]
 """Map one decoded item into ``work`` (received at ``now``, UnixMilli): a report, a sample,
-an item under the producer rule (each adds to ``work.taken``) or an ignored reason; raises
+an item under the source rule (each adds to ``work.taken``) or an ignored reason; raises
 ``BadValue``."""
 IgnoredListener = Callable[[Mapping[str, int]], None]
 """Told the reasons of the items each request ignored, once the request is answered."""
 
 
 class _ByProducer:
-    """A request's items under the producer rule, one ``ProducerItems`` per producer. Items
+    """A request's items under the source rule, one ``ProducerItems`` per producer. Items
     of one resource come in a row (decoders share the resource's attributes), so the
     identity is read once per resource."""
 
@@ -151,7 +151,7 @@ class Ingest:
         ignored = sum(work.ignored.values())
         if ignored:
             self._tell_ignored(work)
-        # The producer rule ignored (ignored - before) of the items taken at ingest.
+        # The source rule ignored (ignored - before) of the items taken at ingest.
         return wire.answer(signal, encoding, _result(work, taken - (ignored - before), ignored))
 
     async def map(self, signal: Signal, items: Iterable[Any]) -> Work:

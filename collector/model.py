@@ -134,10 +134,10 @@ class Ignored(enum.StrEnum):
 
     NOT_USAGE_SPAN = "not a usage span"
     """A span with no token attribute and no partial-stream evidence (HTTP, database, ...)."""
-    REPEATS_CHILDREN = "repeats its children"
+    REPEATS_CHILDREN = "repeats its children's usage"
     """Agent, tool and workflow spans or points: their usage is their children's."""
     FROM_SPANS = "counted from the producer's spans"
-    """A GenAI metric point after its producer's switch to spans (the producer rule)."""
+    """A GenAI metric point after its producer's switch to spans (the source rule)."""
     FROM_METRICS = "counted from the producer's metrics"
     """A usage span that ended before its producer's switch: its metric points counted it."""
     UNUSED_METRIC = "unused metric"
@@ -189,8 +189,8 @@ Identity = tuple[str | None, str | None, str | None]
 
 @dataclass(slots=True)
 class ProducerItems:
-    """One request's usage spans and GenAI metric points of one producer. The producer rule
-    (``collector.aggregation.producers``) decides in the commit transaction which count; the
+    """One request's usage spans and GenAI metric points of one producer. The source rule
+    (``collector.aggregation.sources``) decides in the commit transaction which count; the
     others are added to ``ignored``, the request's own tally, once the transaction commits."""
 
     key: str
@@ -211,7 +211,7 @@ class ProducerItems:
 @dataclass(slots=True)
 class Work:
     """What one request hands to the commit: reports, cumulative samples, the items under
-    the producer rule, rejects, and the reasons of the items ignored (this request's)."""
+    the source rule, rejects, and the reasons of the items ignored (this request's)."""
 
     reports: list[UsageReport] = dataclasses.field(default_factory=list)
     samples: list[PointSample] = dataclasses.field(default_factory=list)
@@ -220,7 +220,7 @@ class Work:
     ignored: Counter[str] = dataclasses.field(default_factory=Counter)
     """Not merged by ``extend``: each request keeps its own."""
     taken: int = 0
-    """Items accepted at ingest (the producer rule may yet ignore some of them)."""
+    """Items accepted at ingest (the source rule may yet ignore some of them)."""
 
     def __len__(self) -> int:
         ruled = sum(len(p) for p in self.producers) if self.producers else 0

@@ -53,7 +53,7 @@ class RecordingSink:
 
 
 def counted(work: Work) -> list[UsageReport]:
-    """The reports of ``work``, its items under the producer rule included: this sink keeps
+    """The reports of ``work``, its items under the source rule included: this sink keeps
     no producer state, so it counts every usage span and delta point (the SQL sink decides)."""
     ruled = [r for p in work.producers for r in p.spans]
     ruled += [r for p in work.producers for _at, r in p.deltas if r is not None]

@@ -1,4 +1,4 @@
-"""The producer rule, pure: which of a producer's usage spans and GenAI metric points count.
+"""The source rule, pure: which of a producer's usage spans and GenAI metric points count.
 
 Some instrumentations (the official OpenAI one, OpenLLMetry, OpenLIT) send a usage span *and*
 ``gen_ai.client.token.usage`` points for every call; others send only the metrics. Each kind

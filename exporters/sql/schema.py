@@ -138,5 +138,5 @@ producer_sources = Table(
     Column("metrics_until", BigInteger, nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )
-"""Per producer, where its usage counts from (``collector.aggregation.producers``): metric
+"""Per producer, where its usage counts from (``collector.aggregation.sources``): metric
 points up to ``metrics_until`` (UnixNano, -1: none), its usage spans after it once ``spans``."""

@@ -1,8 +1,8 @@
 """The SQL sink: one transaction per group commit.
 
 In the transaction, in this order (every step sorted by key, so replicas lock in one order):
-0. the producer rule decides which usage spans and GenAI metric points count
-   (``exporters.sql.producers``, rows of ``producer_sources`` locked when they change);
+0. the source rule decides which usage spans and GenAI metric points count
+   (``exporters.sql.sources``, rows of ``producer_sources`` locked when they change);
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
 2. audit rows staged with their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING
    RETURNING dedup_key``; the rows that conflicted leave the stage;
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.errors import RetryableError
 from collector.model import Committed, PointSample, UsageReport, Work
-from exporters.sql import producers, rejects, schema, staging, streams
+from exporters.sql import rejects, schema, sources, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
@@ -95,12 +95,12 @@ class SqlSink:
 
     async def _write(
         self, conn: AsyncConnection, work: Work
-    ) -> tuple[list[UsageReport], int, producers.Ruled | None]:
+    ) -> tuple[list[UsageReport], int, sources.Ruled | None]:
         reports = list(work.reports)
         samples: Sequence[PointSample] = work.samples
         ruled = None
         if work.producers:  # producer rows are locked before stream rows
-            ruled = await producers.apply(conn, self._insert, work.producers, self._now())
+            ruled = await sources.apply(conn, self._insert, work.producers, self._now())
             reports.extend(ruled.reports)
             samples = [*samples, *ruled.samples]
         if samples or (ruled is not None and ruled.muted):

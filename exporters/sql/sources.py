@@ -1,4 +1,4 @@
-"""The producer rule (``collector.aggregation.producers``) in the commit transaction, against
+"""The source rule (``collector.aggregation.sources``) in the commit transaction, against
 ``producer_sources``.
 
 First every producer of the batch is read without a lock and ruled. A switched producer's
@@ -22,7 +22,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collector.aggregation.producers import NEVER, ProducerState, Ruling, rule
+from collector.aggregation.sources import NEVER, ProducerState, Ruling, rule
 from collector.model import Ignored, PointSample, ProducerItems, UsageReport
 from exporters.sql import schema
 from exporters.sql.dialect import InsertBuilder

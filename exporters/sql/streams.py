@@ -30,7 +30,7 @@ async def deltas(
     now: datetime,
     muted: Sequence[PointSample] = (),
 ) -> list[UsageReport]:
-    """Reports of the deltas of ``samples``; ``muted`` samples (ignored by the producer rule)
+    """Reports of the deltas of ``samples``; ``muted`` samples (ignored by the source rule)
     advance their streams' state like the others but yield no report, so a stream that
     switches between counted and ignored counts each token once."""
     table = schema.metric_streams

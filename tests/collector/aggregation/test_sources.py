@@ -1,8 +1,8 @@
-"""The producer rule, pure: the docstring's worked example, step by step."""
+"""The source rule, pure: the docstring's worked example, step by step."""
 
 from __future__ import annotations
 
-from collector.aggregation.producers import NEVER, ProducerState, Ruling, producer_identity, rule
+from collector.aggregation.sources import NEVER, ProducerState, Ruling, producer_identity, rule
 
 T1, T2, T3 = 60, 120, 180
 

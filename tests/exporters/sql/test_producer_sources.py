@@ -1,4 +1,4 @@
-"""The producer rule against ``producer_sources`` in the commit transaction, through the SQL
+"""The source rule against ``producer_sources`` in the commit transaction, through the SQL
 sink: what counts, what each request is told was ignored, and streams that keep moving while
 their points are ignored."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from collector.aggregation.producers import producer_identity, producer_key
+from collector.aggregation.sources import producer_identity, producer_key
 from collector.model import Ignored, PointSample, ProducerItems, Source, UsageReport, Work
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
