@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from collector.aggregation.rules import Estimation, estimate
-from collector.aggregation.sources import producer_identity, producer_key
+from collector.aggregation.sources import ProducerIndex
 from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
 from collector.decode.items import PointItem, SpanItem, Unread
@@ -44,7 +44,6 @@ from collector.model import (
     Ignored,
     IngestResult,
     PointSample,
-    ProducerItems,
     Reject,
     Signal,
     Source,
@@ -69,30 +68,6 @@ an item under the source rule (each adds to ``work.taken``) or an ignored reason
 ``BadValue``."""
 IgnoredListener = Callable[[Mapping[str, int]], None]
 """Told the reasons of the items each request ignored, once the request is answered."""
-
-
-class _ByProducer:
-    """A request's items under the source rule, one ``ProducerItems`` per producer. Items
-    of one resource come in a row (decoders share the resource's attributes), so the
-    identity is read once per resource."""
-
-    def __init__(self, work: Work) -> None:
-        self._work = work
-        self._by_key: dict[str, ProducerItems] = {}
-        self._resource: object = None
-        self._last: ProducerItems | None = None
-
-    def of(self, resource: Mapping[str, Any]) -> ProducerItems:
-        if resource is self._resource and self._last is not None:
-            return self._last
-        identity = producer_identity(resource)
-        key = producer_key(identity)
-        items = self._by_key.get(key)
-        if items is None:
-            items = self._by_key[key] = ProducerItems(key, identity, self._work.ignored)
-            self._work.producers.append(items)
-        self._resource, self._last = resource, items
-        return items
 
 
 class Ingest:
@@ -127,7 +102,7 @@ class Ingest:
             Signal.LOGS: (Source.METRIC, self._log),
             Signal.GATEWAY: (Source.GATEWAY, self._gateway),
         }
-        self._producers: dict[int, _ByProducer] = {}
+        self._producers: dict[int, ProducerIndex] = {}
         """Per request being mapped (by ``id`` of its live ``Work``): its producers."""
 
     async def export(self, signal: Signal, encoding: Encoding, body: bytes) -> bytes:
@@ -159,7 +134,7 @@ class Ingest:
         source, one = self._map_one[signal]
         now = int(self._clock() * 1000)
         work = Work()
-        self._producers[id(work)] = _ByProducer(work)
+        self._producers[id(work)] = ProducerIndex(work)
         limit = self._limits.max_items
         try:
             for seen, item in enumerate(items, 1):

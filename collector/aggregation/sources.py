@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from collector import conventions as conv
-from collector.model import Identity, digest
+from collector.model import Identity, ProducerItems, Work, digest
 
 IDENTITY_ATTRIBUTES = conv.PRODUCER_IDENTITY
 """Resource attributes that identify a producer (OTel's service identity). Two processes
@@ -101,6 +101,30 @@ def rule(state: ProducerState | None, has_spans: bool, point_times: Iterable[int
         moved = ProducerState(False, max(latest, current.metrics_until))
         return Ruling(moved, moved.metrics_until, False)
     return Ruling(None, current.metrics_until, False)
+
+
+class ProducerIndex:
+    """A request's items under the source rule, one ``ProducerItems`` per producer. Items
+    of one resource come in a row (decoders share the resource's attributes), so the
+    identity is read once per resource."""
+
+    def __init__(self, work: Work) -> None:
+        self._work = work
+        self._by_key: dict[str, ProducerItems] = {}
+        self._resource: object = None
+        self._last: ProducerItems | None = None
+
+    def of(self, resource: Mapping[str, Any]) -> ProducerItems:
+        if resource is self._resource and self._last is not None:
+            return self._last
+        identity = producer_identity(resource)
+        key = producer_key(identity)
+        items = self._by_key.get(key)
+        if items is None:
+            items = self._by_key[key] = ProducerItems(key, identity, self._work.ignored)
+            self._work.producers.append(items)
+        self._resource, self._last = resource, items
+        return items
 
 
 def _text(value: Any) -> str | None:
