@@ -19,7 +19,7 @@ emptied at commit on PostgreSQL (``ON COMMIT DELETE ROWS``) and explicitly on SQ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -99,17 +99,21 @@ class Stage:
         identity: Sequence[str],
         sums: Sequence[tuple[str, str]],
         stamp: datetime,
+        merges: Mapping[str, str] | None = None,
     ) -> None:
         """Sum the staged rows into ``target`` by ``rollup_key``: ``identity`` columns from
         each group's first row by key, ``sums`` as (target column, SQL expression over the
         stage), ``created_at``/``updated_at`` = ``stamp``; an existing row gets the sums added
-        and ``updated_at`` replaced."""
+        (or merged by ``merges``' expression of ``{t}``, the target, and ``excluded``) and
+        ``updated_at`` replaced."""
+        merges = merges or {}
         key = self.key
         first = ", ".join(f'f."{n}"' for n in identity)
         summed = ", ".join(f'sum({expr}) AS "{name}"' for name, expr in sums)
         sum_names = [name for name, _expr in sums]
         sets = ", ".join(
-            [f'"{n}" = {target.name}."{n}" + excluded."{n}"' for n in sum_names]
+            [f'"{n}" = ' + merges.get(n, '{t}."%s" + excluded."%s"' % (n, n)).format(
+                t=target.name) for n in sum_names]
             + ['"updated_at" = excluded."updated_at"']
         )
         columns = _quoted(["rollup_key", *identity, *sum_names, "created_at", "updated_at"])

@@ -1,0 +1,133 @@
+"""Cost end to end: a day across a price change, the builtin table, an unknown model; the
+same exact totals in SQL, in ``tokenbridge report`` and on ``/metrics``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import urllib.request
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from genai_prices import Usage, calc_price
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters.sql.money import to_amount
+from tests.support import Server, free_port, query
+from tests.system.test_gateway_and_cli import cli, push
+
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+H = 3_600_000
+T0 = int(DAY.timestamp() * 1000)
+PRICES = """
+currency: USD
+prices:
+  - model: chat-a
+    from: "2026-03-01T00:00:00Z"
+    per_million: {input: 1.25, output: 2.5}
+  - model: chat-a
+    from: "2026-03-02T16:00:00Z"
+    per_million: {input: 3, cached_input: 0.3, output: 4.125}
+"""
+
+
+def _push(request_id: str, model: str, at: int, inp: int, out: int, cached: int = 0,
+          user: int = 7) -> dict[str, Any]:  # fmt: skip
+    return {"model": model, "input_token": inp, "output_token": out, "total_token": inp + out,
+            "input_cached_token": cached, "user_id": user, "access_key": f"ak-{user}",
+            "completed": True, "completed_at": at, "request_id": request_id}  # fmt: skip
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+
+
+def builtin_cost(model: str, inp: int, out: int, at: int) -> Decimal:
+    """genai-prices' own answer, the oracle for the builtin table."""
+    when = datetime.fromtimestamp(at / 1000, UTC)
+    usage = Usage(input_tokens=inp, output_tokens=out)
+    return calc_price(usage, model, genai_request_timestamp=when).total_price
+
+
+async def test_a_day_across_a_price_change_is_priced_once_per_request(
+    database_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(PRICES)
+    metrics_port = free_port()
+    config = {"pricing": {"path": str(prices)}, "metrics": {"port": metrics_port}}
+    server = server_factory(database_url, tmp_path, config).start()
+    before = _push("a1", "chat-a", T0 + 10 * H, 1000, 500, cached=200)
+    edge = _push("a2", "chat-a", T0 + 16 * H - 1, 1000, 500)
+    after = _push("a3", "chat-a", T0 + 16 * H, 1000, 500, cached=200, user=8)
+    mini = _push("b1", "gpt-4o-mini", T0 + 12 * H, 1_000_000, 100_000)
+    unknown = _push("c1", "mystery-model-xyz", T0 + 13 * H, 10, 10)
+    assert await push(server, [before, edge, after]) == (
+        200, {"accepted": 3, "rejected": 0, "message": ""})  # fmt: skip
+    # Duplicate delivery: the same requests again, alone and in a batch with new ones.
+    assert await push(server, after) == (200, {"accepted": 1, "rejected": 0, "message": ""})
+    assert await push(server, [before, mini, unknown, mini]) == (
+        200, {"accepted": 4, "rejected": 0, "message": ""})  # fmt: skip
+
+    # Worked by hand: before 16:00 input 1.25, cached falls back to input, output 2.5;
+    # from 16:00 input 3, cached 0.3, output 4.125 (per million).
+    cost_before = Decimal("0.00125") + Decimal("0.00125")  # 1000 in (200 cached), 500 out
+    cost_edge = Decimal("0.00125") + Decimal("0.00125")
+    cost_after = Decimal("0.0024") + Decimal("0.00006") + Decimal("0.0020625")
+    cost_mini = builtin_cost("gpt-4o-mini", 1_000_000, 100_000, T0 + 12 * H)
+    assert cost_mini > 0
+    details = await query(database_url, """
+        SELECT dedup_key, cost, cost_status, price_version FROM model_usage_details
+        ORDER BY dedup_key""")  # fmt: skip
+    dialect = "postgresql" if database_url.startswith("postgres") else "sqlite"
+    assert [(k, to_amount(dialect, c), s, v) for k, c, s, v in details] == [
+        ("gw:a1", cost_before, "priced", "file:chat-a@2026-03-01T00:00:00Z"),
+        ("gw:a2", cost_edge, "priced", "file:chat-a@2026-03-01T00:00:00Z"),
+        ("gw:a3", cost_after, "priced", "file:chat-a@2026-03-02T16:00:00Z"),
+        ("gw:b1", cost_mini, "priced", details[3][3]),
+        ("gw:c1", None, "unpriced", None),
+    ]
+    assert details[3][3].startswith("genai-prices ") and "gpt-4o-mini" in details[3][3]
+
+    rollups = await query(database_url, """
+        SELECT model_name, user_id, request_count, cost, unpriced_request_count
+        FROM model_usages ORDER BY model_name, user_id""")  # fmt: skip
+    assert [(m, u, n, to_amount(dialect, c), x) for m, u, n, c, x in rollups] == [
+        ("chat-a", "7", 2, cost_before + cost_edge, 0),
+        ("chat-a", "8", 1, cost_after, 0),
+        ("gpt-4o-mini", "7", 1, cost_mini, 0),
+        ("mystery-model-xyz", "7", 1, None, 1),
+    ]
+    total = await query(database_url, "SELECT sum(cost) FROM model_usages")
+    assert to_amount(dialect, total[0][0]) == cost_before + cost_edge + cost_after + cost_mini
+
+    report = cli("report", "--database-url", database_url, "--by", "model_name",
+                 "--format", "csv")  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    rows = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert [(r["model_name"], r["requests"], r["unpriced_requests"], r["cost"]) for r in rows] == [
+        ("chat-a", "3", "0", str(cost_before + cost_edge + cost_after)),
+        ("gpt-4o-mini", "1", "0", str(cost_mini.normalize())),
+        ("mystery-model-xyz", "1", "1", ""),
+    ]
+
+    samples = scrape(metrics_port)
+    costs = {(dict(labels)["model"], dict(labels)["user"]): value
+             for (name, labels), value in samples.items()
+             if name == "tokenbridge_usage_cost_total"}  # fmt: skip
+    # The exposition's decimal text reads back as the exact amounts.
+    assert {k: Decimal(repr(v)) for k, v in costs.items()} == {
+        ("chat-a", "7"): cost_before + cost_edge, ("chat-a", "8"): cost_after,
+        ("gpt-4o-mini", "7"): cost_mini}  # fmt: skip
+    currencies = {dict(labels)["currency"] for (name, labels) in samples
+                  if name == "tokenbridge_usage_cost_total"}  # fmt: skip
+    assert currencies == {"USD"}
+    unpriced = {dict(labels)["model"]: value for (name, labels), value in samples.items()
+                if name == "tokenbridge_usage_unpriced_requests_total"}  # fmt: skip
+    assert unpriced == {"mystery-model-xyz": 1.0}
+    assert server.stop() == 0
