@@ -46,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.add_argument("--rejects", action="store_true",
                         help="list rejected items (time, source, reason, item) instead of usage")
+    reprice = commands.add_parser(
+        "reprice", help="price the audit rows of some days again from the current price table")
+    _common(reprice)
+    reprice.add_argument("--from", dest="start", type=date.fromisoformat, required=True,
+                         help="first day (YYYY-MM-DD, the rollup day)")  # fmt: skip
+    reprice.add_argument("--to", dest="end", type=date.fromisoformat, required=True,
+                         help="last day")  # fmt: skip
+    reprice.add_argument("--model", help="only this model name")
+    reprice.add_argument("--format", choices=("table", "csv", "json"), default="table")
     loadgen.add_parser(commands)
     demo.add_parser(commands)
     return parser
@@ -116,6 +125,35 @@ async def _report(config: Config, args: argparse.Namespace) -> None:
     sys.stdout.write(render(names, rows, args.format))
 
 
+async def _reprice(config: Config, args: argparse.Namespace) -> None:
+    from collector.pricing.watch import build
+    from exporters.sql.engine import create_engine
+    from exporters.sql.money import text
+    from exporters.sql.reprice import Repricer
+
+    p = config.pricing
+    if not p.enabled:
+        raise ValueError("pricing.enabled is false: there is no price table to reprice from")
+    if args.end < args.start:
+        raise ValueError(f"--to {args.end} is before --from {args.start}")
+    table = build(p.path, p.currency, p.builtin)
+    engine = create_engine(config.database.url)
+    try:
+        summary = await Repricer(engine, table, config.aggregation.extra_dimensions).run(
+            args.start, args.end, args.model)
+    finally:
+        await engine.dispose()
+    from collector.pricing.rates import as_decimal
+
+    names = ["model_name", "rows", "rows_changed", f"old_cost_{p.currency}",
+             f"new_cost_{p.currency}", "old_unpriced_requests", "new_unpriced_requests"]
+    rows = [(model, c.rows, c.changed, text(as_decimal(c.old_cost)), text(as_decimal(c.new_cost)),
+             c.old_unpriced, c.new_unpriced) for model, c in sorted(summary.models.items())]
+    sys.stdout.write(render(names, rows, args.format))
+    print(f"rollups rebuilt: {summary.rollups} ({summary.rollups_changed} changed)",
+          file=sys.stderr)
+
+
 def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([dict(zip(names, row, strict=True)) for row in rows], indent=2) + "\n"
@@ -155,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_serve(config))
         elif args.command == "migrate":
             asyncio.run(_migrate(config))
+        elif args.command == "reprice":
+            asyncio.run(_reprice(config, args))
         else:
             asyncio.run(_report(config, args))
     except ValueError as error:
