@@ -1,4 +1,4 @@
-"""``tokenbridge``: serve, migrate, report."""
+"""``tokenbridge``: serve, migrate, report, reprice."""
 
 from __future__ import annotations
 
@@ -136,11 +136,21 @@ async def _reprice(config: Config, args: argparse.Namespace) -> None:
         raise ValueError("pricing.enabled is false: there is no price table to reprice from")
     if args.end < args.start:
         raise ValueError(f"--to {args.end} is before --from {args.start}")
+    from sqlalchemy.exc import DBAPIError
+
+    from exporters.sql.migrate import is_current
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     table = build(p.path, p.currency, p.builtin)
     engine = create_engine(config.database.url)
     try:
+        if not await is_current(engine):
+            raise ValueError(f"database {engine.url.render_as_string()} is unreachable or not "
+                             "migrated: check --database-url, or run tokenbridge migrate")
         summary = await Repricer(engine, table, config.aggregation.extra_dimensions).run(
             args.start, args.end, args.model)
+    except (DBAPIError, OSError) as error:
+        raise ValueError(f"reprice stopped, run it again: {error}") from None
     finally:
         await engine.dispose()
     from collector.pricing.rates import as_decimal

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from collector.pricing import file
 from collector.pricing.builtin import Builtin
-from collector.pricing.table import PriceTable, Priced
+from collector.pricing.table import Priced, PriceTable
 
 logger = logging.getLogger(__name__)
 

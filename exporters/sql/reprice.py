@@ -28,6 +28,7 @@ rebuilds every rollup of the days seen, changed or not.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -99,19 +100,21 @@ class Repricer:
     async def run(self, start: date, end: date, model: str | None = None) -> Summary:
         summary = Summary()
         for day in _days(start, end):
-            seen: set[str] = set()
-            last = 0
-            while True:
-                last, count = await self._retry(
-                    lambda conn, after=last: self._reprice_rows(conn, day, model, after,
-                                                                 summary, seen))  # fmt: skip
-                if count < self.batch:
-                    break
-            ordered = sorted(seen)
-            for n in range(0, len(ordered), self.keys):
-                chunk = ordered[n : n + self.keys]
-                await self._retry(lambda conn, c=chunk: self._rebuild(conn, day, c, summary))
+            await self._day(day, model, summary)
         return summary
+
+    async def _day(self, day: date, model: str | None, summary: Summary) -> None:
+        seen: set[str] = set()
+        last, count = 0, self.batch
+        while count == self.batch:
+            step = functools.partial(self._reprice_rows, day=day, model=model, after=last,
+                                     summary=summary, seen=seen)  # fmt: skip
+            last, count = await self._retry(step)
+        ordered = sorted(seen)
+        for n in range(0, len(ordered), self.keys):
+            rebuild = functools.partial(self._rebuild, day=day, keys=ordered[n : n + self.keys],
+                                        summary=summary)  # fmt: skip
+            await self._retry(rebuild)
 
     async def _retry(self, step: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         for attempt in range(RETRIES + 1):

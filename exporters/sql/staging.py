@@ -112,8 +112,8 @@ class Stage:
         summed = ", ".join(f'sum({expr}) AS "{name}"' for name, expr in sums)
         sum_names = [name for name, _expr in sums]
         sets = ", ".join(
-            [f'"{n}" = ' + merges.get(n, '{t}."%s" + excluded."%s"' % (n, n)).format(
-                t=target.name) for n in sum_names]
+            [f'"{n}" = ' + merges.get(n, f'{{t}}."{n}" + excluded."{n}"').format(t=target.name)
+             for n in sum_names]
             + ['"updated_at" = excluded."updated_at"']
         )
         columns = _quoted(["rollup_key", *identity, *sum_names, "created_at", "updated_at"])

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.pricing import file
 from collector.pricing.rates import PICO, as_decimal
-from collector.pricing.table import PRICED, UNPRICED, ZERO_PRICED, PriceTable, Priced
+from collector.pricing.table import PRICED, UNPRICED, ZERO_PRICED, Priced, PriceTable
 
 JAN = 1767225600000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
