@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,6 +13,7 @@ from typing import Any
 from collector import config as config_module
 from collector.config import Config, ConfigError
 from collector.tools import demo, loadgen
+from collector.tools.table import render
 
 EXIT_CONFIG = 2
 
@@ -126,8 +124,12 @@ async def _report(config: Config, args: argparse.Namespace) -> None:
 
 
 async def _reprice(config: Config, args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from collector.pricing.rates import as_decimal
     from collector.pricing.watch import build
     from exporters.sql.engine import create_engine
+    from exporters.sql.migrate import is_current
     from exporters.sql.money import text
     from exporters.sql.reprice import Repricer
 
@@ -136,10 +138,6 @@ async def _reprice(config: Config, args: argparse.Namespace) -> None:
         raise ValueError("pricing.enabled is false: there is no price table to reprice from")
     if args.end < args.start:
         raise ValueError(f"--to {args.end} is before --from {args.start}")
-    from sqlalchemy.exc import DBAPIError
-
-    from exporters.sql.migrate import is_current
-
     logging.getLogger("alembic").setLevel(logging.WARNING)
     table = build(p.path, p.currency, p.builtin)
     engine = create_engine(config.database.url)
@@ -153,8 +151,6 @@ async def _reprice(config: Config, args: argparse.Namespace) -> None:
         raise ValueError(f"reprice stopped, run it again: {error}") from None
     finally:
         await engine.dispose()
-    from collector.pricing.rates import as_decimal
-
     names = ["model_name", "rows", "rows_changed", f"old_cost_{p.currency}",
              f"new_cost_{p.currency}", "old_unpriced_requests", "new_unpriced_requests"]
     rows = [(model, c.rows, c.changed, text(as_decimal(c.old_cost)), text(as_decimal(c.new_cost)),
@@ -162,22 +158,6 @@ async def _reprice(config: Config, args: argparse.Namespace) -> None:
     sys.stdout.write(render(names, rows, args.format))
     print(f"rollups rebuilt: {summary.rollups} ({summary.rollups_changed} changed)",
           file=sys.stderr)
-
-
-def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([dict(zip(names, row, strict=True)) for row in rows], indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows(rows)
-        return out.getvalue()
-    cells = [list(names), *[["" if v is None else str(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

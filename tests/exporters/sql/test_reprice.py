@@ -6,8 +6,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from collector.commit import Work
-from collector.model import Source, UsageReport
+from collector.model import Source, UsageReport, Work
 from collector.pricing.watch import Pricing, build
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
