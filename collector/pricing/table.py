@@ -29,15 +29,10 @@ ZERO_PRICED = "zero_priced"
 MEMO_ENTRIES = 1 << 16
 
 
-class Priced(NamedTuple):
-    """A report's cost in pico-units (None when unpriced), its status and price version."""
-
-    cost: int | None
-    status: str
-    version: str | None
-
-
-UNPRICED_RESULT = Priced(None, UNPRICED, None)
+Priced = tuple[int | None, str, str | None]
+"""A report's cost in pico-units (None when unpriced), its status and price version (a plain
+tuple: built once per report on the hot path)."""
+UNPRICED_RESULT: Priced = (None, UNPRICED, None)
 
 
 class _Selector(NamedTuple):
@@ -113,15 +108,21 @@ class PriceTable:
         return None
 
     def price(
-        self, model: str, name: str | None, kind: str | None, ms: int,
-        counts: tuple[int, int, int, int, int, int],
+        self, model: str, name: str | None, kind: str | None, ms: int, prompt: int,
+        completion: int, cached: int, cache_write: int, reasoning: int, requests: int,
     ) -> Priced:  # fmt: skip
-        """``counts``: prompt, completion, cached, cache write, reasoning, requests."""
-        price = self.price_at(model, name, kind, ms)
-        if price is None:
-            return UNPRICED_RESULT
-        amount = cost(price, *counts)
-        return Priced(amount, PRICED if amount else ZERO_PRICED, price.version)
+        """The hot-path call, one per audit row: the price at ``ms`` applied to the counts."""
+        found = self._memo.get((model, name, kind))
+        if found is None:
+            found = self.candidates(model, name, kind)
+        for versions in found:
+            starts = versions.starts
+            # Most reports fall in the newest version: no bisect for them.
+            price = versions.prices[-1] if starts and starts[-1] <= ms else versions.at(ms)
+            if price is not None:
+                amount = cost(price, prompt, completion, cached, cache_write, reasoning, requests)
+                return (amount, PRICED if amount else ZERO_PRICED, price.version)
+        return UNPRICED_RESULT
 
 
 __all__ = ["NEVER", "PRICED", "UNPRICED", "ZERO_PRICED", "PriceTable", "Priced"]

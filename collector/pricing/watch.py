@@ -16,7 +16,7 @@ from pathlib import Path
 
 from collector.pricing import file
 from collector.pricing.builtin import Builtin
-from collector.pricing.table import Priced, PriceTable
+from collector.pricing.table import PriceTable
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ def build(path: str | None, currency: str, builtin: bool) -> PriceTable:
 
 
 class Pricing:
-    """The current table; ``price`` is the hot-path call (one per audit row)."""
+    """The current table (``table.price`` is the hot-path call, one per audit row), swapped
+    whole by a reload."""
 
     def __init__(self, table: PriceTable, currency: str) -> None:
         self.table = table
@@ -37,12 +38,6 @@ class Pricing:
 
     def install(self, table: PriceTable) -> None:
         self.table = table
-
-    def price(
-        self, model: str, name: str | None, kind: str | None, ms: int,
-        counts: tuple[int, int, int, int, int, int],
-    ) -> Priced:  # fmt: skip
-        return self.table.price(model, name, kind, ms, counts)
 
 
 class PriceWatcher:

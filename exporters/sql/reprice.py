@@ -151,18 +151,19 @@ class Repricer:
                       row.prompt_cached_token_count, row.prompt_cache_write_token_count,
                       row.completion_reasoning_token_count, row.request_count)  # fmt: skip
             priced = self.table.price(row.model_name, row.provider_name, row.provider_type,
-                                      _instant_ms(row), counts)  # fmt: skip
+                                      _instant_ms(row), *counts)  # fmt: skip
+            cost, status, version = priced
             old = to_pico(self.dialect, row.cost)
             change = summary.models.setdefault(row.model_name, ModelChange())
             change.rows += 1
             change.old_cost += old or 0
-            change.new_cost += priced.cost or 0
+            change.new_cost += cost or 0
             change.old_unpriced += row.request_count if row.cost_status == UNPRICED else 0
-            change.new_unpriced += row.request_count if priced.status == UNPRICED else 0
-            if (old, row.cost_status, row.price_version) != tuple(priced):
+            change.new_unpriced += row.request_count if status == UNPRICED else 0
+            if (old, row.cost_status, row.price_version) != priced:
                 change.changed += 1
-                updates.append({"row_id": row.id, "new_cost": self._money(priced.cost),
-                                "new_status": priced.status, "new_version": priced.version})
+                updates.append({"row_id": row.id, "new_cost": self._money(cost),
+                                "new_status": status, "new_version": version})
         if updates:
             await conn.execute(
                 update(d).where(d.c.id == bindparam("row_id")).values(

@@ -14,7 +14,6 @@ from collector.aggregation.rules import RollupKey, ms_to_datetime, resolve_token
 from collector.model import Reject, UsageReport
 from collector.pricing.table import UNPRICED
 from collector.pricing.watch import Pricing
-from exporters.sql.money import to_column
 
 SUMMED = (
     "prompt_token_count",
@@ -42,6 +41,10 @@ ROLLUP_SUMS = (
 """Each summed rollup column as an expression over the staged audit rows (columns of
 ``DETAIL_COLUMNS`` hold the resolved prompt and completion already). ``sum("cost")`` skips
 the unpriced rows' NULL and is NULL when no row of the group was priced."""
+PICO_TO_NUMERIC = '"cost" * 0.000000000001'
+"""PostgreSQL: staged pico-units -> the NUMERIC amount (an exact numeric product)."""
+STAGE_MONEY = {"cost": ("bigint", PICO_TO_NUMERIC)}
+"""PostgreSQL stage column -> (its type in the stage, the expression the table gets)."""
 ROLLUP_MERGES = {"cost": "COALESCE({t}.cost + excluded.cost, {t}.cost, excluded.cost)"}
 """How an existing rollup takes a new sum where plain addition is wrong: NULL cost (nothing
 priced yet) is no amount, not zero."""
@@ -91,16 +94,15 @@ class RowBuilder:
     ``rollup_key`` digest of each typed key (a day's keys repeat across batches).
 
     With ``pricing``, each row is priced here, at the report's instant (the one that dates
-    its rollup), from the stored counts; ``dialect`` picks the ``cost`` column's form."""
+    its rollup), from the stored counts. Its ``cost`` is in integer pico-units (what SQLite
+    stores; the PostgreSQL stage scales it to NUMERIC in SQL, ``STAGE_MONEY``)."""
 
     def __init__(
-        self, tz: tzinfo = UTC, extra: tuple[str, ...] = (), pricing: Pricing | None = None,
-        dialect: str = "sqlite",
-    ) -> None:  # fmt: skip
+        self, tz: tzinfo = UTC, extra: tuple[str, ...] = (), pricing: Pricing | None = None
+    ) -> None:
         self.tz = tz
         self.extra = extra
         self.pricing = pricing
-        self._money = to_column(dialect)
         self._utc = tz is UTC or getattr(tz, "key", None) in _UTC_NAMES
         self._days: dict[int, date] = {}
         self._digests: dict[tuple[Any, ...], str] = {}
@@ -143,11 +145,10 @@ class RowBuilder:
         if self.pricing is None:
             cost, status, version = _UNPRICED
         else:
-            priced = self.pricing.price(
-                model, report.provider_name, report.provider_type, ms,
-                (prompt, completion, cached, write, reasoning, requests),
+            cost, status, version = self.pricing.table.price(
+                model, report.provider_name, report.provider_type, ms, prompt, completion,
+                cached, write, reasoning, requests,
             )  # fmt: skip
-            cost, status, version = self._money(priced.cost), priced.status, priced.version
         return (
             day, model_id, model, provider_id, report.provider_name, report.provider_type,
             user_id, access_key, operation, report.model_route_id, report.organization_id,

@@ -32,13 +32,13 @@ from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
-from exporters.sql.money import to_pico
 from exporters.sql.rows import (
     COST_AT,
     DETAIL_COLUMNS,
     IDENTITY_COLUMNS,
     ROLLUP_MERGES,
     ROLLUP_SUMS,
+    STAGE_MONEY,
     RowBuilder,
     reject_row,
 )
@@ -71,8 +71,9 @@ class SqlSink:
         self._max_reject_rows = max_reject_rows
         self._dialect = engine.dialect.name
         self._priced = pricing is not None
-        self._rows = RowBuilder(tz, extra_dimensions, pricing, self._dialect)
-        self._stage = staging.Stage(schema.model_usage_details, DETAIL_COLUMNS, "dedup_key")
+        self._rows = RowBuilder(tz, extra_dimensions, pricing)
+        self._stage = staging.Stage(schema.model_usage_details, DETAIL_COLUMNS, "dedup_key",
+                                    STAGE_MONEY if self._dialect == "postgresql" else None)
         self._clock = clock
         self._insert = upsert_builder(engine.dialect.name)
 
@@ -139,10 +140,7 @@ class SqlSink:
             await self._stage.roll_up(conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS,
                                       self._now(), ROLLUP_MERGES)  # fmt: skip
         await self._stage.clear(conn)
-        costs: list[int | None] = []
-        if self._priced:
-            dialect = self._dialect
-            costs = [to_pico(dialect, row[COST_AT]) for row in rows]
+        costs: list[int | None] = [row[COST_AT] for row in rows] if self._priced else []
         return new, costs
 
     def _now(self) -> datetime:
