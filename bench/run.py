@@ -193,13 +193,14 @@ async def bench_database(database: str, duration: float, workers: int, ceiling: 
     await bench_pricing(database, duration)
 
 
-async def bench_pricing(database: str, duration: float, rounds: int = 2) -> None:
+async def bench_pricing(database: str, duration: float, rounds: int = 3) -> None:
     """Committed spans/s with pricing off and on, alternating, best round of each."""
     prices = Path(tempfile.mkdtemp(prefix="tb-bench-prices-")) / "prices.yaml"
     prices.write_text(PRICES)
     configs = {"off": {"pricing": {"enabled": False}},
                "on": {"pricing": {"path": str(prices), "builtin": True}}}  # fmt: skip
     best = {"off": 0.0, "on": 0.0}
+    cpu = {"off": 1e9, "on": 1e9}
     for _ in range(rounds):
         for mode, extra in configs.items():
             url = await fresh(database)
@@ -213,9 +214,11 @@ async def bench_pricing(database: str, duration: float, rounds: int = 2) -> None
                                            "where cost_status = 'priced'")  # fmt: skip
                 assert priced == s["committed"], "every span of the load has a price"
             best[mode] = max(best[mode], s["committed_per_second"])
+            cpu[mode] = min(cpu[mode], s["bridge_cpu"] / max(1, s["committed"]) * 1e6)
     ratio = best["on"] / best["off"]
     row(f"{database} pricing on vs off (OTLP/gRPC e2e, best of {rounds})",
-        f"on {best['on']:,.0f} spans/s", f"off {best['off']:,.0f} spans/s",
+        f"on {best['on']:,.0f} spans/s, bridge {cpu['on']:.0f} us/span",
+        f"off {best['off']:,.0f} spans/s, bridge {cpu['off']:.0f} us/span",
         target(ratio >= 0.9, f"{ratio:.2f}x, target >= 0.9x"))  # fmt: skip
     await drop_all()
 
