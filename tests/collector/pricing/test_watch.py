@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.pricing.watch import Pricing, PriceWatcher, build
+from collector.pricing.watch import PriceWatcher, Pricing, build
 
 JAN = 1767225600000
 
