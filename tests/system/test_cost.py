@@ -14,7 +14,7 @@ from typing import Any
 from genai_prices import Usage, calc_price
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.sql.money import to_amount
+from exporters.sql.money import text, to_amount
 from tests.support import Server, free_port, query
 from tests.system.test_gateway_and_cli import cli, push
 
@@ -130,4 +130,34 @@ async def test_a_day_across_a_price_change_is_priced_once_per_request(
     unpriced = {dict(labels)["model"]: value for (name, labels), value in samples.items()
                 if name == "tokenbridge_usage_unpriced_requests_total"}  # fmt: skip
     assert unpriced == {"mystery-model-xyz": 1.0}
+
+    # A correction while the bridge runs: the 16:00 price was wrong (output 4.125 -> 5) and
+    # the unknown model gets a price; reprice the day, twice.
+    prices.write_text(PRICES.replace("output: 4.125", "output: 5") +
+                      "  - {model: mystery-model-xyz, per_million: {input: 100}}\n")
+    args = ("reprice", "--config", str(server.config_path), "--database-url", database_url,
+            "--from", "2026-03-02", "--to", "2026-03-02", "--format", "csv")  # fmt: skip
+    first, again = cli(*args), cli(*args)
+    assert first.returncode == 0, first.stderr
+    fixed_after = cost_after + Decimal("0.0004375")  # 500 output x (5 - 4.125) per million
+    old_a, new_a = cost_before + cost_edge + cost_after, cost_before + cost_edge + fixed_after
+    assert first.stdout.splitlines() == [
+        "model_name,rows,rows_changed,old_cost_USD,new_cost_USD,old_unpriced_requests,"
+        "new_unpriced_requests",
+        f"chat-a,3,1,{text(old_a)},{text(new_a)},0,0",
+        f"gpt-4o-mini,1,0,{text(cost_mini)},{text(cost_mini)},0,0",
+        "mystery-model-xyz,1,1,0,0.001,1,0",
+    ]
+    assert "rollups rebuilt: 4 (2 changed)" in first.stderr
+    assert [line.split(",")[2] for line in again.stdout.splitlines()[1:]] == ["0", "0", "0"]
+    assert "rollups rebuilt: 4 (0 changed)" in again.stderr
+    rollups = await query(database_url, """
+        SELECT model_name, user_id, request_count, cost, unpriced_request_count
+        FROM model_usages ORDER BY model_name, user_id""")  # fmt: skip
+    assert [(m, u, n, to_amount(dialect, c), x) for m, u, n, c, x in rollups] == [
+        ("chat-a", "7", 2, cost_before + cost_edge, 0),
+        ("chat-a", "8", 1, fixed_after, 0),
+        ("gpt-4o-mini", "7", 1, cost_mini, 0),
+        ("mystery-model-xyz", "7", 1, Decimal("0.001"), 0),
+    ]
     assert server.stop() == 0
