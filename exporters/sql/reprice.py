@@ -69,6 +69,16 @@ class Summary:
     rollups: int = 0
     rollups_changed: int = 0
 
+    def add(self, other: Summary) -> None:
+        """Counts of a committed transaction (a retried one reports its last attempt only)."""
+        for model, theirs in other.models.items():
+            mine = self.models.setdefault(model, ModelChange())
+            for name in ("rows", "changed", "old_cost", "new_cost", "old_unpriced",
+                         "new_unpriced"):  # fmt: skip
+                setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+        self.rollups += other.rollups
+        self.rollups_changed += other.rollups_changed
+
 
 def _days(start: date, end: date) -> Iterator[date]:
     day = start
@@ -107,14 +117,14 @@ class Repricer:
         seen: set[str] = set()
         last, count = 0, self.batch
         while count == self.batch:
-            step = functools.partial(self._reprice_rows, day=day, model=model, after=last,
-                                     summary=summary, seen=seen)  # fmt: skip
-            last, count = await self._retry(step)
+            step = functools.partial(self._reprice_rows, day=day, model=model, after=last)
+            last, count, part, keys = await self._retry(step)
+            summary.add(part)
+            seen |= keys
         ordered = sorted(seen)
         for n in range(0, len(ordered), self.keys):
-            rebuild = functools.partial(self._rebuild, day=day, keys=ordered[n : n + self.keys],
-                                        summary=summary)  # fmt: skip
-            await self._retry(rebuild)
+            rebuild = functools.partial(self._rebuild, day=day, keys=ordered[n : n + self.keys])
+            summary.add(await self._retry(rebuild))
 
     async def _retry(self, step: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         for attempt in range(RETRIES + 1):
@@ -128,9 +138,11 @@ class Repricer:
         raise AssertionError("unreachable")
 
     async def _reprice_rows(
-        self, conn: AsyncConnection, day: date, model: str | None, after: int,
-        summary: Summary, seen: set[str],
-    ) -> tuple[int, int]:  # fmt: skip
+        self, conn: AsyncConnection, day: date, model: str | None, after: int
+    ) -> tuple[int, int, Summary, set[str]]:
+        """One batch of audit rows after id ``after``: (last id, rows read, counts, the
+        rollup keys of the rows)."""
+        summary, seen = Summary(), set()
         d = schema.model_usage_details
         query = (select(d.c.id, *(d.c[n] for n in KEY_COLUMNS), *(d.c[n] for n in self.extra),
                         d.c.provider_name, d.c.provider_type, d.c.prompt_token_count,
@@ -171,16 +183,14 @@ class Repricer:
                     price_version=bindparam("new_version")),
                 updates,
             )  # fmt: skip
-        return (rows[-1].id if rows else after), len(rows)
+        return (rows[-1].id if rows else after), len(rows), summary, seen
 
     def _key(self, row: Any, day: date) -> str:
         extra = tuple(getattr(row, n) for n in self.extra)
         return rollup_key(RollupKey(row.model_id, row.provider_id, row.model_name, row.user_id,
                                     row.access_key, row.operation, day, extra))  # fmt: skip
 
-    async def _rebuild(
-        self, conn: AsyncConnection, day: date, keys: list[str], summary: Summary
-    ) -> None:
+    async def _rebuild(self, conn: AsyncConnection, day: date, keys: list[str]) -> Summary:
         u = schema.model_usages
         d = schema.model_usage_details
         wanted = select(u.c.rollup_key, u.c.model_name, u.c.cost, u.c.unpriced_request_count
@@ -196,6 +206,7 @@ class Repricer:
         sums = (select(*group, func.sum(d.c.cost), unpriced)
                 .where(d.c.date == day, d.c.model_name.in_(models)).group_by(*group))  # fmt: skip
         updates = []
+        summary = Summary()
         width = len(group)
         for row in await conn.execute(sums):
             key = rollup_key(RollupKey(*row[:6], day, tuple(row[6:width])))
@@ -214,3 +225,4 @@ class Repricer:
                     cost=bindparam("new_cost"), unpriced_request_count=bindparam("new_unpriced")),
                 updates,
             )  # fmt: skip
+        return summary
