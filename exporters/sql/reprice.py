@@ -178,7 +178,8 @@ class Repricer:
                                 "new_status": status, "new_version": version})
         if updates:
             await conn.execute(
-                update(d).where(d.c.id == bindparam("row_id")).values(
+                # The day too: a date-partitioned audit table is then searched in one part.
+                update(d).where(d.c.id == bindparam("row_id"), d.c.date == day).values(
                     cost=bindparam("new_cost"), cost_status=bindparam("new_status"),
                     price_version=bindparam("new_version")),
                 updates,
