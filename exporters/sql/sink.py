@@ -2,9 +2,11 @@
 
 In the transaction, in this order (every step sorted by key, so replicas lock in one order):
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
-2. audit rows staged with their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING
-   RETURNING dedup_key``; the rows that conflicted leave the stage;
-3. the rows actually inserted summed by the database into the rollups: ``INSERT ... SELECT
+2. audit rows, each priced at its instant (``collector.pricing``), staged with their rollup
+   key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``; the rows
+   that conflicted leave the stage;
+3. the rows actually inserted summed by the database into the rollups, their cost and
+   unpriced requests with the counts: ``INSERT ... SELECT
    ... GROUP BY rollup_key ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n``
    (``exporters.sql.staging``);
 4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``).
