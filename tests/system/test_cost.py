@@ -161,3 +161,57 @@ async def test_a_day_across_a_price_change_is_priced_once_per_request(
         ("mystery-model-xyz", "7", 1, Decimal("0.001"), 0),
     ]
     assert server.stop() == 0
+
+
+async def test_spans_carry_cache_writes_and_reasoning_into_the_cost(
+    database_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(PRICES + """  - model: chat-a
+    provider: azure
+    from: "2026-03-02T16:00:00Z"
+    per_million: {input: 6, output: 9, reasoning: 20}
+""")
+    server = server_factory(database_url, tmp_path, {"pricing": {"path": str(prices)}}).start()
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=server.grpc, insecure=True)
+    results: list[SpanExportResult] = []
+
+    class Recording(SimpleSpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            results.append(exporter.export([span]))
+
+    provider.add_span_processor(Recording(exporter))
+    tracer = provider.get_tracer("test")
+    end = (T0 + 17 * H) * 1_000_000
+    for vendor in ("openai", "azure"):
+        span = tracer.start_span("chat chat-a", start_time=end - 10**9, attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "chat-a",
+            "gen_ai.provider.name": vendor, "gen_ai.usage.input_tokens": 2000,
+            "gen_ai.usage.cache_read.input_tokens": 500,
+            "gen_ai.usage.cache_creation.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 300, "gen_ai.usage.reasoning.output_tokens": 100})
+        span.end(end_time=end)
+    provider.shutdown()
+    assert results == [SpanExportResult.SUCCESS] * 2  # each span acknowledged once committed
+    rows = await query(database_url, "SELECT provider_name, prompt_token_count, "
+                       "prompt_cached_token_count, prompt_cache_write_token_count, "
+                       "completion_reasoning_token_count, cost, price_version "
+                       "FROM model_usage_details ORDER BY provider_name")
+    dialect = "postgresql" if database_url.startswith("postgres") else "sqlite"
+    # openai, the 16:00 row for any provider: 1400 uncached x 3 + 500 cached x 0.3 + 100
+    # cache writes x 3 (input's rate) + 200 output x 4.125 + 100 reasoning x 4.125 (output's).
+    openai = Decimal("0.0042") + Decimal("0.00015") + Decimal("0.0003") + \
+        Decimal("0.000825") + Decimal("0.0004125")
+    # azure, its own row: cached and cache writes at its input 6, reasoning at 20.
+    azure = Decimal("0.0084") + Decimal("0.003") + Decimal("0.0006") + Decimal("0.0018") + \
+        Decimal("0.002")
+    assert [(*r[:5], to_amount(dialect, r[5]), r[6]) for r in rows] == [
+        ("azure", 2000, 500, 100, 100, azure, "file:chat-a[azure]@2026-03-02T16:00:00Z"),
+        ("openai", 2000, 500, 100, 100, openai, "file:chat-a@2026-03-02T16:00:00Z"),
+    ]
+    assert server.stop() == 0
