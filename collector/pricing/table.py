@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from collector.pricing.builtin import NEVER, Builtin, Versions
 from collector.pricing.file import PriceRow
-from collector.pricing.rates import Price, cost
+from collector.pricing.rates import cost
 
 PRICED = "priced"
 UNPRICED = "unpriced"
@@ -99,13 +99,6 @@ class PriceTable:
                     ordered.append(found)
                     break
         return tuple(ordered)
-
-    def price_at(self, model: str, name: str | None, kind: str | None, ms: int) -> Price | None:
-        for versions in self.candidates(model, name, kind):
-            price = versions.at(ms)
-            if price is not None:
-                return price
-        return None
 
     def price(
         self, model: str, name: str | None, kind: str | None, ms: int, prompt: int,
