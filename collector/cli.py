@@ -126,8 +126,8 @@ async def _report(config: Config, args: argparse.Namespace) -> None:
 async def _reprice(config: Config, args: argparse.Namespace) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from collector.pricing.rates import as_decimal
-    from collector.pricing.watch import build
+    from collector.aggregation.pricing.rates import as_decimal
+    from collector.aggregation.pricing.watch import build
     from exporters.sql.engine import create_engine
     from exporters.sql.migrate import is_current
     from exporters.sql.money import text

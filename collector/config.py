@@ -157,8 +157,9 @@ class CatalogConfig(Section):
 
 
 class PricingConfig(Section):
-    """Cost of every report (``collector.pricing``). Prices come from ``path`` (YAML, see
-    README) and, for models the file does not price, the ``genai-prices`` package."""
+    """Cost of every report (``collector.aggregation.pricing``). Prices come from ``path``
+    (YAML, see README) and, for models the file does not price, the ``genai-prices``
+    package."""
 
     enabled: bool = True
     """false: no report is priced (cost and status stay NULL)."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from collector.aggregation.pricing.watch import PriceWatcher, Pricing, build
 from collector.aggregation.rules import Estimation
 from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
@@ -22,7 +23,6 @@ from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
 from collector.model import CommitListener, Committed, Operation
-from collector.pricing.watch import PriceWatcher, Pricing, build
 from collector.receivers import tls
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from collector.aggregation.pricing.rates import as_decimal
 from collector.aggregation.rules import resolve_tokens
 from collector.model import Committed, UsageReport
-from collector.pricing.rates import as_decimal
 from exporters.metrics import names
 
 OVERFLOW = "__overflow__"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from collector.pricing.rates import as_decimal
+from collector.aggregation.pricing.rates import as_decimal
 
 
 def _pg(pico: int | None) -> Decimal | None:

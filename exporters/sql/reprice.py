@@ -39,8 +39,8 @@ from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from collector.aggregation.pricing.table import UNPRICED, PriceTable
 from collector.aggregation.rules import EXTRA_DIMENSIONS, RollupKey
-from collector.pricing.table import UNPRICED, PriceTable
 from exporters.sql import schema
 from exporters.sql.engine import is_conflict
 from exporters.sql.money import to_column, to_pico

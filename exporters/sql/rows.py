@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from operator import itemgetter
 from typing import Any
 
+from collector.aggregation.pricing.table import UNPRICED
+from collector.aggregation.pricing.watch import Pricing
 from collector.aggregation.rules import RollupKey, ms_to_datetime, resolve_tokens, usage_instant_ms
 from collector.model import Reject, UsageReport, digest
-from collector.pricing.table import UNPRICED
-from collector.pricing.watch import Pricing
 
 SUMMED = (
     "prompt_token_count",

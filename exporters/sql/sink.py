@@ -2,9 +2,9 @@
 
 In the transaction, in this order (every step sorted by key, so replicas lock in one order):
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
-2. audit rows, each priced at its instant (``collector.pricing``), staged with their rollup
-   key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``; the rows
-   that conflicted leave the stage;
+2. audit rows, each priced at its instant (``collector.aggregation.pricing``), staged with
+   their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING
+   dedup_key``; the rows that conflicted leave the stage;
 3. the rows actually inserted summed by the database into the rollups, their cost and
    unpriced requests with the counts: ``INSERT ... SELECT
    ... GROUP BY rollup_key ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n``
@@ -27,9 +27,9 @@ from typing import TypeVar
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from collector.aggregation.pricing.watch import Pricing
 from collector.errors import RetryableError
 from collector.model import Committed, UsageReport, Work
-from collector.pricing.watch import Pricing
 from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable

@@ -6,8 +6,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from collector.aggregation.pricing.watch import Pricing, build
 from collector.model import Source, UsageReport, Work
-from collector.pricing.watch import Pricing, build
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.money import to_amount

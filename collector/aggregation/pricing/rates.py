@@ -2,8 +2,8 @@
 
 Money is counted in integer *pico-units* (10^-12 of the deployment's currency). A rate of R
 per million tokens is R * 10^6 pico-units per token, an integer for every rate with at most
-six decimal places (the price file refuses more; see ``collector.pricing.file``), so the cost
-of a request is an exact integer sum of products: no rounding and no binary floats anywhere
+six decimal places (the price file refuses more; see ``pricing.file``), so the cost of a
+request is an exact integer sum of products: no rounding and no binary floats anywhere
 between the price file and the stored money.
 
 The rule for one report (``cost``), with the stored counts (prompt tokens include cached ones,

@@ -30,7 +30,7 @@ from genai_prices.types import (
     TieredPrices,
 )
 
-from collector.pricing.rates import PER_TOKEN_SCALE, PICO, Price, Tier, resolve
+from collector.aggregation.pricing.rates import PER_TOKEN_SCALE, PICO, Price, Tier, resolve
 
 KEYS = {
     "input_mtok": "input",

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from genai_prices import Usage, data_snapshot
 
-from collector.pricing.builtin import Builtin
-from collector.pricing.rates import PICO, as_decimal, cost
+from collector.aggregation.pricing.builtin import Builtin
+from collector.aggregation.pricing.rates import PICO, as_decimal, cost
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
 USAGES = [  # input (cached and cache writes included), cache read, cache write, output

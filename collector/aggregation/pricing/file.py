@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from collector.pricing.rates import Price, Tier, per_request_pico, per_token, resolve
+from collector.aggregation.pricing.rates import Price, Tier, per_request_pico, per_token, resolve
 
 
 class _Strict(BaseModel):

@@ -19,9 +19,9 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from collector.pricing.builtin import NEVER, Builtin, Versions
-from collector.pricing.file import PriceRow
-from collector.pricing.rates import cost
+from collector.aggregation.pricing.builtin import NEVER, Builtin, Versions
+from collector.aggregation.pricing.file import PriceRow
+from collector.aggregation.pricing.rates import cost
 
 PRICED = "priced"
 UNPRICED = "unpriced"

@@ -14,9 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from collector.pricing import file
-from collector.pricing.builtin import Builtin
-from collector.pricing.table import PriceTable
+from collector.aggregation.pricing import file
+from collector.aggregation.pricing.builtin import Builtin
+from collector.aggregation.pricing.table import PriceTable
 
 logger = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from collector.pricing.rates import PICO, as_decimal
-from collector.pricing.table import PRICED, UNPRICED, ZERO_PRICED, Priced, PriceTable
+from collector.aggregation.pricing.rates import PICO, as_decimal
+from collector.aggregation.pricing.table import PRICED, UNPRICED, ZERO_PRICED, Priced, PriceTable
 
 JAN = 1767225600000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
 
 
 def table(tmp_path: Path, text: str, builtin: bool = False) -> PriceTable:
-    from collector.pricing.watch import build
+    from collector.aggregation.pricing.watch import build
 
     path = tmp_path / "prices.yaml"
     path.write_text(text)
@@ -160,7 +160,7 @@ def test_builtin_prices_a_model_the_file_does_not_name(tmp_path: Path) -> None:
 
 
 def test_builtin_respects_its_time_versions(tmp_path: Path) -> None:
-    from collector.pricing.builtin import Builtin
+    from collector.aggregation.pricing.builtin import Builtin
 
     # genai-prices dates some prices (StartDateConstraint): each day prices by its version.
     builtin = Builtin()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.pricing.watch import PriceWatcher, Pricing, build
+from collector.aggregation.pricing.watch import PriceWatcher, Pricing, build
 
 JAN = 1767225600000
 
