@@ -7,6 +7,7 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from collector.config import Config
@@ -111,4 +112,17 @@ async def test_workers_show_one_consistent_set_of_counters(
         # The workers' costs reach the one endpoint (a float sum over the series).
         assert scrape["tokenbridge_usage_cost_total"] == pytest.approx(float(cost), rel=1e-12)
         assert "tokenbridge_usage_unpriced_requests_total" not in scrape
+        assert scrape["tokenbridge_reports_ignored_total"] == 0
+    # A worker's ignored items reach the supervisor's counter too.
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{}, {}, {}]}]}]}
+    async with aiohttp.ClientSession() as http, http.post(f"{server.http}/v1/logs",
+                                                          json=logs) as response:  # fmt: skip
+        assert response.status == 200
+    ignored = "tokenbridge_reports_ignored_total"
+    for _ in range(50):
+        seen = (await asyncio.to_thread(_totals, metrics_port))[ignored]
+        if seen:
+            break
+        await asyncio.sleep(0.1)
+    assert seen == 3
     assert server.stop() == 0

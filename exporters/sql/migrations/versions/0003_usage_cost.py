@@ -1,7 +1,7 @@
 """usage cost: priced audit rows and rollup cost
 
 Revision ID: usage_cost
-Revises: 0001
+Revises: 0002_producer_sources
 Create Date: 2026-12-01 08:40:00
 
 ``model_usage_details`` gets ``cost``, ``cost_status`` (priced, unpriced, zero_priced) and
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = 'usage_cost'
-down_revision = '0001'
+down_revision = '0002_producer_sources'
 branch_labels = None
 depends_on = None
 
