@@ -220,6 +220,9 @@ def health() -> dict[str, Any]:
              "retryable {{transport}}", ref="A"),
         prom(f"sum({rate('tokenbridge_database_errors_total')})", "database errors", ref="B"),
     ], PROMETHEUS, "short"), 12, 8)  # fmt: skip
+    layout.add(panel("timeseries", "Ignored items by reason (per s)", [
+        prom(f"sum by (reason) ({rate('tokenbridge_reports_ignored_total')})", "{{reason}}"),
+    ], PROMETHEUS, "short"), 24, 8)  # fmt: skip
     variables = [datasource_var(PROMETHEUS),
                  label_var("instance", "tokenbridge_reports_accepted_total")]
     return dashboard("tokenbridge-health", "tokenbridge / health", layout, variables, "now-1h",

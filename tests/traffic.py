@@ -61,6 +61,7 @@ CACHED = 40
 REQUESTS = 6
 ACCEPTED = REQUESTS + 1  # the duplicate push is accepted, then skipped at the commit
 DEDUPLICATED = 1
+IGNORED = sum(1 for span in SPANS if span[2] == "chat")  # the agent spans around chat calls
 REJECTS = 1
 ESTIMATED_REQUESTS = 1
 USERS = {"alice", "bob", "carol"}

@@ -14,6 +14,7 @@ from collector.telemetry import (
     REPORTS_ACCEPTED,
     REPORTS_COMMITTED,
     REPORTS_DEDUPLICATED,
+    REPORTS_IGNORED,
     REPORTS_REJECTED,
     RETRYABLE_ANSWERS,
 )
@@ -35,6 +36,7 @@ PROMETHEUS_SERIES: dict[str, str] = {
     "tokenbridge_usage_unpriced_requests_total": UNPRICED_REQUESTS,
     "tokenbridge_reports_accepted_total": REPORTS_ACCEPTED,
     "tokenbridge_reports_rejected_total": REPORTS_REJECTED,
+    "tokenbridge_reports_ignored_total": REPORTS_IGNORED,
     "tokenbridge_reports_deduplicated_total": REPORTS_DEDUPLICATED,
     "tokenbridge_reports_committed_total": REPORTS_COMMITTED,
     "tokenbridge_commit_duration_seconds_bucket": COMMIT_DURATION,

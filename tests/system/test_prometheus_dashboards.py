@@ -92,6 +92,9 @@ async def test_every_prometheus_panel_returns_data_and_totals_equal_sql(
     assert prometheus.value('sum(tokenbridge_usage_requests_total{estimated="true"})') == 1
     assert prometheus.value("sum(tokenbridge_retryable_answers_total)") == 0
     assert prometheus.value("sum(tokenbridge_database_errors_total)") == 0
+    ignored = prometheus.query("sum by (reason) (tokenbridge_reports_ignored_total) > 0")
+    assert {row["metric"]["reason"]: float(row["value"][1]) for row in ignored} == {
+        "repeats its children's usage": traffic.IGNORED}  # fmt: skip
 
 
 def _status(url: str, authorization: str | None) -> int:
