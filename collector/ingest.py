@@ -16,6 +16,7 @@ from collector.aggregation.rules import Estimation, estimate
 from collector.commit import GroupCommit, Work
 from collector.decode.items import PointItem, SpanItem
 from collector.decode.json import Malformed
+from collector.decode.reencode import item_json
 from collector.errors import PermanentError
 from collector.mapping.catalog import Catalog
 from collector.mapping.fields import FieldMapper
@@ -182,10 +183,8 @@ def _structural(items: Iterable[T], limit: int) -> Iterator[T]:
 
 
 def _reject(source: Source, exc: BadValue, item: object, now: int) -> Reject:
-    text = repr(item)
-    if len(text) > MAX_REJECT_TEXT:
-        text = text[: MAX_REJECT_TEXT - 3] + "..."
-    return Reject(source, _storable(str(exc)), text, now)
+    """The item kept as received (JSON: ``collector.decode.reencode``), for replay."""
+    return Reject(source, _storable(str(exc)), item_json(item), now)
 
 
 def _storable(text: str) -> str:

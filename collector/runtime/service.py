@@ -87,8 +87,9 @@ def metrics_export(
 
 @dataclass
 class Totals:
-    """Counts for the one summary line logged at shutdown."""
+    """Counts for the periodic summary line and the one logged at shutdown."""
 
+    accepted: int = 0
     committed: int = 0
     duplicates: int = 0
     rejects: int = 0
@@ -96,10 +97,37 @@ class Totals:
     started: float = field(default_factory=time.monotonic)
 
     def __call__(self, committed: Committed) -> None:
+        self.accepted += committed.accepted
         self.committed += len(committed.reports)
         self.duplicates += committed.duplicates
         self.rejects += committed.rejects
         self.transactions += 1
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.accepted, self.committed, self.rejects, self.duplicates
+
+
+async def log_summaries(
+    interval: float, totals: Callable[[], tuple[int, int, int, int]], pending: Callable[[], int]
+) -> None:
+    """Every ``interval`` seconds one line: what the last interval took, and what waits.
+
+    Example: ``last 60s: accepted 12000, committed 11990, rejected 3, deduplicated 10,
+    pending 0`` (committed = new reports in the rollups; deduplicated = committed before)."""
+    last = totals()
+    while True:
+        await asyncio.sleep(interval)
+        now = totals()
+        logger.info("%s", summary(interval, now, last, pending()))
+        last = now
+
+
+def summary(
+    interval: float, now: tuple[int, ...], last: tuple[int, ...], pending: int
+) -> str:
+    accepted, committed, rejected, duplicates = (a - b for a, b in zip(now, last, strict=True))
+    return (f"last {interval:.0f}s: accepted {accepted}, committed {committed}, rejected "
+            f"{rejected}, deduplicated {duplicates}, pending {pending}")  # fmt: skip
 
 
 class Service:
@@ -170,6 +198,9 @@ class Service:
             tls.server_context(cert, key) if cert is not None and key is not None else None,
         )  # fmt: skip
         self._stopped = False
+        self._summaries: asyncio.Task[None] | None = None
+        self.revision: str | None = None
+        """Schema revision of the database at start (None when it did not answer)."""
 
     def _metrics(
         self, listeners: list[CommitListener], remote: TelemetrySink | None
@@ -189,6 +220,12 @@ class Service:
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
+            self.revision = await migrate.current(self.engine)
+        elif await self.sink.ping():
+            self.revision = migrate.head()
+        else:
+            # Serve anyway: senders are answered retryable until the database answers.
+            self.commit.database_unavailable("no answer at start, or schema not at head")
         if self.metrics is not None:
             self.metrics.start()
         if self.telemetry is not None:
@@ -199,12 +236,19 @@ class Service:
             self._watching = asyncio.create_task(self._watcher.run(interval))
         await self.http.start()
         await self.grpc.start()
+        interval = self.config.log.summary_interval
+        if interval > 0:
+            self._summaries = asyncio.create_task(
+                log_summaries(interval, self.totals.counts, lambda: self.commit.pending)
+            )
 
     async def shutdown(self) -> None:
         """Stop intake, let requests in flight commit, close. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
+        if self._summaries is not None:
+            self._summaries.cancel()
         await self.grpc.shutdown()
         await self.http.shutdown()
         if self._watching is not None:
