@@ -201,10 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(config.log.level, config.log.format)
         return _run(args, config, origins)
     except (ConfigError, StartupError, ValueError) as error:
-        if debug:
-            traceback.print_exc()
         message = error.message if isinstance(error, StartupError) else str(error)
         print(f"tokenbridge: error: {message}", file=sys.stderr, flush=True)
+        if debug:
+            traceback.print_exc()
         return error.code if isinstance(error, StartupError) else EXIT_CONFIG
     except KeyboardInterrupt:
         logging.getLogger("tokenbridge").info("interrupted")

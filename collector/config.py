@@ -8,6 +8,7 @@ as YAML), then command-line flags.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -245,9 +246,10 @@ class TlsConfig(Section):
                     self.cert_file, self.key_file
                 )
             except (ssl.SSLError, OSError) as exc:
+                detail = re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc.strerror or exc))
                 raise ValueError(
-                    f"{self.cert_file} and {self.key_file} are not a PEM certificate and its "
-                    f"private key ({exc.strerror or exc}); give the matching pair"
+                    f"cert_file {self.cert_file} and key_file {self.key_file} are not a PEM "
+                    f"certificate and its private key ({detail}); give the matching pair"
                 ) from None
         return self
 

@@ -125,11 +125,11 @@ class Origins:
         if isinstance(value, Mapping) or value is None:
             return f"{name}: {problem}"
         text = shown(loc, value)
-        key = ".".join(str(p) for p in loc)
+        key = "" if item["type"] == "extra_forbidden" else f" ({'.'.join(map(str, loc))})"
         if kind == "flag":
-            return f"{name} {text} ({key}): {problem}"
+            return f"{name} {text}{key}: {problem}"
         if kind == "env":
-            return f"{name}={text} ({key}): {problem}"
+            return f"{name}={text}{key}: {problem}"
         return f"{name} = {text}: {problem}"
 
     def _unknown(self, loc: tuple[str | int, ...], kind: str) -> str:

@@ -10,8 +10,8 @@ traceback.
 from __future__ import annotations
 
 import errno
-import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,14 +56,25 @@ def check_sqlite(url: str, setting: str, *, writes: bool) -> None:
     if not directory.is_dir():
         raise StartupError(f"{where}: directory {directory} does not exist; create it or "
                            "choose another path")  # fmt: skip
-    target = path if path.exists() else directory
-    if not _writable(target):
-        raise StartupError(f"{where}: {target} is not writable by this user; fix its "
-                           "permissions or choose another path")  # fmt: skip
+    # SQLite writes beside the file too (its -wal and -shm files): the directory must take
+    # new files. Tried, not inferred from permission bits (root passes those everywhere).
+    for target in (directory, path):
+        if not _writable(target):
+            raise StartupError(f"{where}: cannot write in {target}; fix its permissions or "
+                               "choose another path")  # fmt: skip
 
 
 def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+    try:
+        if path.is_dir():
+            with tempfile.TemporaryFile(dir=path, prefix=".tokenbridge-"):
+                return True
+        if path.exists():
+            with path.open("r+b"):
+                return True
+    except OSError:
+        return False
+    return True
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

@@ -125,7 +125,8 @@ async def _report(config: Config, args: argparse.Namespace, where: str) -> str:
     from exporters.sql.rejects import recent
     from exporters.sql.report import usage
 
-    engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout)
+    engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout,
+                           read_only=True)  # fmt: skip
     try:
         await _require_schema(engine, config, where)
         by = [column.strip() for column in args.by.split(",") if column.strip()]
@@ -159,7 +160,8 @@ async def _replay(config: Config, args: argparse.Namespace, where: str) -> str:
     from collector.runtime.replay import replay_rejects
     from exporters.sql.engine import create_engine
 
-    engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout)
+    engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout,
+                           read_only=True)  # fmt: skip
     try:
         await _require_schema(engine, config, where)
     finally:
