@@ -72,7 +72,7 @@ def point_request(point: PointItem) -> dict[str, Any]:
     elif isinstance(point.value, float):
         data["asDouble"] = any_value(point.value)["doubleValue"]
     else:
-        data["asInt"] = str(point.value)
+        data["asInt"] = point.value  # a number: the decoder keeps asInt as given
     metric = {"name": point.metric, "unit": point.unit,
               point.kind: {"aggregationTemporality": point.temporality, "dataPoints": [data]}}
     scope = {"name": point.scope[0], "version": point.scope[1]}

@@ -126,7 +126,7 @@ def summary(
     interval: float, now: tuple[int, ...], last: tuple[int, ...], pending: int
 ) -> str:
     accepted, committed, rejected, duplicates = (a - b for a, b in zip(now, last, strict=True))
-    return (f"last {interval:.0f}s: accepted {accepted}, committed {committed}, rejected "
+    return (f"last {interval:g}s: accepted {accepted}, committed {committed}, rejected "
             f"{rejected}, deduplicated {duplicates}, pending {pending}")  # fmt: skip
 
 
