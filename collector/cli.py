@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
-import json
 import logging
 import sys
 import traceback
@@ -154,22 +151,6 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Origins]:
         overrides["log"] = log
     origins = config_module.sources(args.config, overrides, None, FLAGS)
     return config_module.load(args.config, overrides, None, FLAGS), origins
-
-
-def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([dict(zip(names, row, strict=True)) for row in rows], indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows(rows)
-        return out.getvalue()
-    cells = [list(names), *[["" if v is None else str(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:

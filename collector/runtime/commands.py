@@ -120,7 +120,7 @@ def report(config: Config, origins: Origins, args: argparse.Namespace) -> str:
 
 
 async def _report(config: Config, args: argparse.Namespace, where: str) -> str:
-    from collector.cli import render
+    from collector.tools.table import render
     from exporters.sql.engine import create_engine
     from exporters.sql.rejects import recent
     from exporters.sql.report import usage

@@ -22,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from collector.config import Config
-from collector.decode import json as otlp_json
+from collector.decode import wire
 from collector.errors import PermanentError, RetryableError
-from collector.ingest import Ingest, IngestResult
+from collector.ingest import Ingest
+from collector.model import Commit, Encoding, Signal
 from collector.startup import EXIT_UNREACHABLE, StartupError
 from exporters.sql import rejects
 
@@ -57,18 +60,31 @@ class Outcome:
         return "\n".join(lines) + "\n"
 
 
-async def _ingest(ingest: Ingest, stored: rejects.Stored) -> IngestResult:
+SIGNALS = {"otlp_span": Signal.TRACES, "otlp_metric": Signal.METRICS,
+           "gateway_json": Signal.GATEWAY}
+
+
+async def _ingest(ingest: Ingest, commit: Commit, stored: rejects.Stored) -> tuple[int, list[str]]:
+    """(accepted, reasons of what is rejected now) of one stored reject, decoded as the
+    request carrying it would be, mapped and committed."""
+    body = stored.item.encode()
     try:
-        doc = json.loads(stored.item)
+        doc = json.loads(body)
     except ValueError:
         raise PermanentError("kept as text, not JSON (stored before rejects were JSON)") from None
-    if isinstance(doc, dict) and set(doc) <= {"truncated", "unencodable"} and doc:
+    if isinstance(doc, dict) and doc and set(doc) <= {"truncated", "unencodable"}:
         raise PermanentError("not kept whole (too large), cannot be replayed")
-    if stored.source == "otlp_span":
-        return await ingest.spans(otlp_json.spans(doc, ingest.mapper.wanted))
-    if stored.source == "otlp_metric":
-        return await ingest.points(otlp_json.points(doc, ingest.metric_names))
-    return await ingest.gateway(doc if isinstance(doc, list) else [doc])
+    signal = SIGNALS[stored.source]
+    items: Iterable[Any]
+    if signal is Signal.TRACES:
+        items = wire.spans(Encoding.JSON, body, ingest.mapper.wanted)
+    elif signal is Signal.METRICS:
+        items = wire.points(Encoding.JSON, body, ingest.metric_names)
+    else:
+        items = doc if isinstance(doc, list) else [doc]
+    work = await ingest.map(signal, items)
+    await commit.submit(work)
+    return len(work.reports) + len(work.samples), [r.reason for r in work.rejects]
 
 
 async def replay_rejects(
@@ -92,7 +108,9 @@ async def replay_rejects(
         try:
             for first in range(0, len(stored), CONCURRENCY):
                 batch = stored[first : first + CONCURRENCY]
-                results = await asyncio.gather(*(_one(service.ingest, s) for s in batch))
+                results = await asyncio.gather(
+                    *(_one(service.ingest, service.commit, s) for s in batch)
+                )
                 for row, (kind, why) in zip(batch, results, strict=True):
                     _tally(outcome, row, kind, why, done)
         finally:
@@ -105,19 +123,19 @@ async def replay_rejects(
     return outcome
 
 
-async def _one(ingest: Ingest, stored: rejects.Stored) -> tuple[str, str]:
+async def _one(ingest: Ingest, commit: Commit, stored: rejects.Stored) -> tuple[str, str]:
     try:
-        result = await _ingest(ingest, stored)
+        accepted, reasons = await _ingest(ingest, commit, stored)
     except PermanentError as exc:
         return "unreplayable", exc.message
     except RetryableError as exc:
         raise StartupError(f"the database stopped answering during the replay ({exc.message}); "
                            "run it again (what was counted counts once)",
                            EXIT_UNREACHABLE) from None  # fmt: skip
-    if result.accepted:
+    if accepted:
         return "counted", ""
-    if result.rejected:
-        return "rejected", result.message
+    if reasons:
+        return "rejected", "; ".join(reasons)
     return "ignored", ""
 
 

@@ -29,8 +29,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from collector import logs
-from collector.commit import CommitListener
 from collector.config import Config
+from collector.model import CommitListener
 from collector.runtime.fanin import Forwarder, Outbox, RemoteTelemetry, committed_from
 from collector.runtime.service import Totals, metrics_export, summary
 from collector.telemetry import SelfTelemetry
