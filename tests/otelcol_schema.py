@@ -39,7 +39,7 @@ COMPONENTS: dict[str, dict[str, Schema]] = {
                                              "rebound_needed_threshold_mib",
                                              "rebound_trigger_threshold_mib", "check_interval",
                                              "max_transaction_size", "cleanup_on_start")},
-        },  # fmt: skip
+        },
     },
     "receivers": {"otlp": {"protocols": {"grpc": SERVER, "http": SERVER}}},
     "processors": {
@@ -47,7 +47,7 @@ COMPONENTS: dict[str, dict[str, Schema]] = {
                                              "limit_percentage", "spike_limit_percentage")},
         "transform": {"error_mode": None, "trace_statements": ANY, "metric_statements": ANY,
                       "log_statements": ANY, "flatten_data": None},
-    },  # fmt: skip
+    },
     "exporters": {
         "otlp": OTLP_EXPORTER,
         "loadbalancing": {
@@ -58,8 +58,8 @@ COMPONENTS: dict[str, dict[str, Schema]] = {
                                                                   "interval", "timeout")},
                          "k8s": ANY, "aws_cloud_map": ANY},
         },
-    },  # fmt: skip
-}
+    },
+}  # fmt: skip
 
 
 def check(schema: Schema, settings: Any, where: str) -> None:
