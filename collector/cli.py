@@ -53,8 +53,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"tokenbridge: error: {message}; see {self.prog} --help\n")
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; the description as written."""
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (options whose default comes from the
+    configuration say so in their help); the description as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        quiet = action.default is None or action.default is False
+        if not quiet and action.default is not argparse.SUPPRESS and "default" not in text:
+            text += f" (default: {action.default})"
+        return text
 
 
 def positive(text: str) -> int:
@@ -93,9 +101,13 @@ def _dates(parser: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     from exporters.sql.report import GROUPABLE
 
-    parser = Parser(prog="tokenbridge", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="receive OTLP and gateway pushes, commit usage")
+    parser = Parser(prog="tokenbridge", description="tokenbridge: meter LLM token usage from "
+                    "OpenTelemetry. Run tokenbridge COMMAND --help for a command's options "
+                    "and their defaults.")  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands")  # fmt: skip
+    serve = commands.add_parser(
+        "serve", help="receive OTLP and gateway pushes, commit usage, serve /metrics")
     _common(serve)
     serve.add_argument("--host", help="address the receivers bind (default 127.0.0.1)")
     serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
@@ -107,15 +119,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="processes sharing the ports (one per core)")  # fmt: skip
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
-    report = commands.add_parser("report", help="usage by key columns over a date range")
+    report = commands.add_parser(
+        "report", help="usage by key columns over a date range (--rejects: rejected items)")
     _common(report)
     _dates(report)
     report.add_argument("--by", default="date,model_name",
                         help=f"comma-separated key columns, from: {', '.join(GROUPABLE)}")
-    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format")  # fmt: skip
     report.add_argument("--rejects", action="store_true",
                         help="list rejected items (time, source, reason, item) instead of usage")
-    rejects = commands.add_parser("rejects", help="stored rejects: replay them")
+    rejects = commands.add_parser(
+        "rejects", help="rejects replay: count stored rejects again once their cause is fixed")
     actions = rejects.add_subparsers(dest="action", required=True, metavar="ACTION")
     replay = actions.add_parser("replay", help="re-ingest stored rejects once their cause is "
                                 "fixed (catalog, limits); counted once, however often run")

@@ -153,3 +153,18 @@ def test_debug_adds_the_traceback_after_the_line(tmp_path: Path) -> None:
     assert (code, line) == (2, "tokenbridge: error: --database-url x.db (database.url): not "
                             f"a database URL; {URL_HELP}")  # fmt: skip
     assert "Traceback (most recent call last)" in stderr
+
+
+def test_help_lists_every_command_and_the_defaults(tmp_path: Path) -> None:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+
+    def helps(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "collector", *args, "--help"], env=environ,
+                              capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    listed = [line.split()[0] for line in helps().split("COMMAND\n", 2)[-1].splitlines()
+              if line.startswith("    ") and not line.startswith("     ")]  # fmt: skip
+    assert listed == ["serve", "migrate", "report", "rejects", "loadgen", "demo"]
+    assert "processes sharing the ports (one per core) (default: 1)" in helps("serve")
+    assert "(default: date,model_name)" in helps("report")
+    assert "spans/s (0: as fast as answered) (default: 0.0)" in helps("loadgen")
+    assert "--reason REASON" in helps("rejects", "replay")
