@@ -180,8 +180,9 @@ class CatalogConfig(Section):
 
 
 class MetricsConfig(Section):
-    """Re-export of committed usage and self-telemetry (``exporters/metrics``). A missing
-    section, or ``enabled: false``, serves no endpoint and pushes nothing."""
+    """Re-export of committed usage and self-telemetry (``exporters/metrics``). On by default
+    (a missing section is this default); ``metrics: null``, ``enabled: false`` or
+    ``--no-metrics`` serve no endpoint and push nothing."""
 
     enabled: bool = True
     host: str = "127.0.0.1"

@@ -71,7 +71,7 @@ def metrics_export(
     config: MetricsConfig | None, listeners: list[CommitListener]
 ) -> MetricsExport | None:
     """The re-export of committed usage (its listener added to ``listeners``), or None when
-    the ``metrics`` section is missing or disabled."""
+    the ``metrics`` section is null or disabled."""
     if config is None or not config.enabled:
         return None
     export = MetricsExport(config)
@@ -197,7 +197,7 @@ class Service:
         self, listeners: list[CommitListener], remote: TelemetrySink | None
     ) -> tuple[MetricsExport | None, TelemetrySink | None]:
         """The metrics re-export: usage counters fed by commits, self-telemetry around the
-        writer. Nothing when the ``metrics`` section is missing or disabled."""
+        writer. Nothing when the ``metrics`` section is null or disabled."""
         if remote is not None:
             return None, remote
         export = metrics_export(self.config.metrics, listeners)
