@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.certs import self_signed
 from tests.conftest import PG_URL
-from tests.support import ROOT, free_port
+from tests.support import ROOT, Server, free_port
 
 URL_HELP = "use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
 SECTIONS = "receivers, database, aggregation, commit, sources, mapping, catalog, metrics, auth, " \
@@ -52,10 +53,13 @@ def test_database_urls_a_user_can_get_wrong(tmp_path: Path) -> None:
 def test_postgresql_not_listening_or_without_the_database(tmp_path: Path) -> None:
     port = free_port()
     down = f"postgresql://bridge:s3cret@127.0.0.1:{port}/usage"
-    assert run(tmp_path, "migrate", "--database-url", down)[:2] == (
-        1, f"tokenbridge: error: --database-url postgresql://bridge:***@127.0.0.1:{port}/usage: "
-        "nothing listens "
-        f"on 127.0.0.1:{port} (connection refused); start PostgreSQL or fix the host and port")
+    refused = (1, f"tokenbridge: error: --database-url postgresql://bridge:***@127.0.0.1:{port}"
+               f"/usage: nothing listens on 127.0.0.1:{port} (connection refused); start "
+               "PostgreSQL or fix the host and port")  # fmt: skip
+    assert run(tmp_path, "migrate", "--database-url", down)[:2] == refused
+    ports = ["--grpc-port", str(free_port()), "--http-port", str(free_port()),
+             "--metrics-port", str(free_port())]  # fmt: skip
+    assert run(tmp_path, "serve", "--database-url", down, *ports)[:2] == refused
     missing = PG_URL.rsplit("/", 1)[0] + "/tokenbridge_no_such_db"
     code, line, _ = run(tmp_path, "report", "--database-url", missing)
     if "connection refused" in line and not os.environ.get("CI"):
@@ -64,6 +68,27 @@ def test_postgresql_not_listening_or_without_the_database(tmp_path: Path) -> Non
                             "'tokenbridge_no_such_db' "
                             "does not exist on 127.0.0.1:5432; create it (createdb "
                             "tokenbridge_no_such_db) or fix the name")  # fmt: skip
+
+
+async def test_a_database_down_at_start_without_migration_is_served_as_an_outage(
+    tmp_path: Path, server_factory: type[Server]
+) -> None:
+    port = free_port()
+    config = {"database": {"migrate_on_start": False, "connect_timeout": 1.0}}
+    server = server_factory(f"postgresql://bridge:s3cret@127.0.0.1:{port}/usage", tmp_path,
+                            config).start()  # fmt: skip
+    body = {"model": "m", "input_token": 1, "request_id": "r"}
+    url = f"{server.http}/v2/usage/gateway-metrics"
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as answer:
+        assert (answer.status, await answer.json()) == (
+            503, {"code": 14, "message": "database unavailable"})
+    assert server.stop() == 0
+    log = server.log()
+    assert "WARNING collector.commit: database unavailable (no answer at start, or schema not " \
+           "at head): answering retryable (HTTP 503 with Retry-After, gRPC UNAVAILABLE) until " \
+           "it answers" in log  # fmt: skip
+    assert f"database postgresql://bridge:***@127.0.0.1:{port}/usage at revision none" in log
+    assert "s3cret" not in log
 
 
 def test_report_in_an_empty_directory_creates_no_database(tmp_path: Path) -> None:
