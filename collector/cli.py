@@ -28,6 +28,7 @@ from collector.config import Config, ConfigError
 from collector.origins import Origins
 from collector.startup import EXIT_CONFIG, StartupError
 from collector.tools import demo, loadgen
+from collector.tools.table import render
 
 FLAGS = {
     "database.url": "--database-url",
@@ -178,7 +179,7 @@ def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:
     elif args.command == "report":
         if args.start and args.end and args.start > args.end:
             raise StartupError(f"--from {args.start} is after --to {args.end}; swap them")
-        sys.stdout.write(commands.report(config, origins, args))
+        sys.stdout.write(render(*commands.report(config, origins, args), args.format))
     else:
         sys.stdout.write(commands.replay(config, origins, args))
     return 0

@@ -107,7 +107,7 @@ class GroupCommit:
         if self._database_down:
             return
         self._database_down = True
-        self._down_since = self._clock()
+        self._down_since = self._clock.now()
         self._refused = 0
         retry = self._settings.retry_after
         logger.warning(
@@ -277,7 +277,7 @@ class GroupCommit:
         if await _safe(self._writer.ping()):
             logger.warning(
                 "database available again after %.1fs; %d retryable answers given meanwhile; "
-                "taking work", self._clock() - self._down_since, self._refused,
+                "taking work", self._clock.now() - self._down_since, self._refused,
             )  # fmt: skip
             self._database_down = False
 

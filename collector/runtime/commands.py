@@ -111,16 +111,19 @@ async def _migrate(config: Config) -> None:
         await engine.dispose()
 
 
-def report(config: Config, origins: Origins, args: argparse.Namespace) -> str:
-    """The report's text. Reads only: never creates a database file or a table."""
+Table = tuple[list[str], list[tuple[Any, ...]]]
+
+
+def report(config: Config, origins: Origins, args: argparse.Namespace) -> Table:
+    """(column names, rows) of the report. Reads only: never creates a database file or a
+    table."""
     where = setting(origins, *DATABASE)
     check_sqlite(config.database.url, where, writes=False)
     with _database_errors(config, origins):
         return asyncio.run(_report(config, args, where))
 
 
-async def _report(config: Config, args: argparse.Namespace, where: str) -> str:
-    from collector.tools.table import render
+async def _report(config: Config, args: argparse.Namespace, where: str) -> Table:
     from exporters.sql.engine import create_engine
     from exporters.sql.rejects import recent
     from exporters.sql.report import usage
@@ -136,7 +139,7 @@ async def _report(config: Config, args: argparse.Namespace, where: str) -> str:
             names, rows = await usage(engine, args.start, args.end, by)
     finally:
         await engine.dispose()
-    return render(names, rows, args.format)
+    return names, rows
 
 
 async def _require_schema(engine: Any, config: Config, where: str) -> None:
