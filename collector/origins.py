@@ -112,7 +112,7 @@ class Origins:
         if present:
             return "env", ENV_PREFIX + "__".join(str(p) for p in loc[:depth]).upper()
         if _leaf(self._file, loc)[0]:
-            return "file", f"{dotted} in {self._path}"
+            return "file", f"{self._path}: {dotted}"
         return "default", f"{dotted} (default)"
 
     def describe(self, item: ErrorDetails) -> str:
@@ -130,7 +130,7 @@ class Origins:
             return f"{name} {text}{key}: {problem}"
         if kind == "env":
             return f"{name}={text}{key}: {problem}"
-        return f"{name} = {text}: {problem}"
+        return f"{name} {text}: {problem}"
 
     def _unknown(self, loc: tuple[str | int, ...], kind: str) -> str:
         known = ", ".join(self._keys(loc[:-1]))

@@ -51,8 +51,24 @@ def _metrics_host(config: Config) -> str:
     return config.metrics.host if config.metrics is not None else ""
 
 
+def check_catalog(config: Config, origins: Origins) -> None:
+    """The catalog file, read once before anything starts: a broken one is a startup error
+    (while serving, a broken edit is logged and the last good catalog stays)."""
+    from collector.mapping.catalog import Catalog
+
+    if config.catalog is None:
+        return
+    try:
+        Catalog.load(config.catalog.path)
+    except ValueError as exc:
+        problem = str(exc).removeprefix(f"catalog {config.catalog.path}: ")
+        raise StartupError(f"{setting(origins, 'catalog', 'path')} {config.catalog.path}: "
+                           f"{problem}; fix the file or the path") from None  # fmt: skip
+
+
 def serve(config: Config, origins: Origins, workers: int) -> None:
     check_sqlite(config.database.url, setting(origins, *DATABASE), writes=True)
+    check_catalog(config, origins)
     held = PortClaims()
     held.claim(claims(config, origins))
     try:
@@ -155,6 +171,7 @@ async def _require_schema(engine: Any, config: Config, where: str) -> None:
 def replay(config: Config, origins: Origins, args: argparse.Namespace) -> str:
     where = setting(origins, *DATABASE)
     check_sqlite(config.database.url, where, writes=False)
+    check_catalog(config, origins)
     with _database_errors(config, origins):
         return asyncio.run(_replay(config, args, where))
 

@@ -31,7 +31,7 @@ from collector.startup import EXIT_UNREACHABLE, StartupError
 @dataclass(frozen=True)
 class Claim:
     setting: str
-    """How the user set the port: ``--grpc-port``, ``receivers.grpc_port in tb.yaml``, ..."""
+    """How the user set the port: ``--grpc-port``, ``tb.yaml: receivers.grpc_port``, ..."""
     host: str
     port: int
 

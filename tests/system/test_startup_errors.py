@@ -142,11 +142,24 @@ def test_configuration_files_and_environment(tmp_path: Path) -> None:
     assert list(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+def test_a_catalog_that_cannot_be_read(tmp_path: Path) -> None:
+    (tmp_path / "tb.yaml").write_text("catalog: {path: nofile.yaml}\n")
+    assert run(tmp_path, "serve", "-c", "tb.yaml")[:2] == (
+        2, "tokenbridge: error: tb.yaml: catalog.path nofile.yaml: No such file or directory; "
+        "fix the file or the path")  # fmt: skip
+    (tmp_path / "catalog.yaml").write_text("models: [{id: x, name: m}]\n")
+    (tmp_path / "tb.yaml").write_text("catalog: {path: catalog.yaml}\n")
+    assert run(tmp_path, "serve", "-c", "tb.yaml")[:2] == (
+        2, "tokenbridge: error: tb.yaml: catalog.path catalog.yaml: models.0.id: Input should "
+        "be a valid integer, unable to parse string as an integer; fix the file or the path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.yaml", "tb.yaml"]
+
+
 def test_a_certificate_and_a_key_that_do_not_match(tmp_path: Path) -> None:
     one, two = self_signed(_dir(tmp_path / "one")), self_signed(_dir(tmp_path / "two"))
     (tmp_path / "tls.yaml").write_text(f"tls: {{cert_file: {one.cert}, key_file: {two.key}}}\n")
     assert run(tmp_path, "serve", "-c", "tls.yaml")[:2] == (
-        2, f"tokenbridge: error: tls in tls.yaml: cert_file {one.cert} and key_file {two.key} "
+        2, f"tokenbridge: error: tls.yaml: tls: cert_file {one.cert} and key_file {two.key} "
         "are not a PEM certificate and its private key ([X509: KEY_VALUES_MISMATCH] key values "
         "mismatch); give the matching pair")  # fmt: skip
 
