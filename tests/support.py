@@ -43,6 +43,8 @@ class Server:
         if isinstance(metrics, dict) and "port" not in metrics:
             # The endpoint is on by default at 9464: tests running at once each take their own.
             self.metrics_port = free_port()
+            while self.metrics_port in (self.grpc_port, self.http_port):
+                self.metrics_port = free_port()
             config["metrics"] = {**metrics, "port": self.metrics_port}
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
