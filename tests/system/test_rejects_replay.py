@@ -48,14 +48,17 @@ async def _post(server: Server, path: str, body: object) -> object:
         return await r.json()
 
 
-def _replay(config: Path, url: str) -> str:
+def _cli(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "collector", "rejects", "replay", "-c", str(config),
-         "--database-url", url], capture_output=True, text=True, cwd=ROOT, timeout=120,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=False,
+        [sys.executable, "-m", "collector", *args], capture_output=True, text=True, cwd=ROOT,
+        timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _replay(config: Path, url: str) -> str:
+    return _cli("rejects", "replay", "-c", str(config), "--database-url", url)
 
 
 async def test_replay_after_a_catalog_edit_counts_each_reject_once(
@@ -89,6 +92,12 @@ async def test_replay_after_a_catalog_edit_counts_each_reject_once(
         "rejected, 0 ignored\nstill rejected:\n  1  catalog: model id 2 not found\n")
     expected = [("9", 4350, 2)]  # span + push (the counter point counts tokens only)
     assert await query(database_url, TOTALS) == expected
+    # Named by the catalog of the replay, and groupable by those names.
+    by_name = json.loads(_cli("report", "--database-url", database_url, "--by",
+                              "user_name,api_key_name,model_route_name,cluster_name",
+                              "--format", "json"))  # fmt: skip
+    assert [(r["user_name"], r["api_key_name"], r["model_route_name"], r["cluster_name"],
+             r["prompt_tokens"]) for r in by_name] == [("bob", None, None, None, 4350)]
     assert _replay(config_path, database_url) == (
         "replayed 1 rejects: 0 now count (0 newly committed, 0 counted before), 1 still "
         "rejected, 0 ignored\nstill rejected:\n  1  catalog: model id 2 not found\n")
