@@ -83,8 +83,11 @@ async def _ingest(ingest: Ingest, commit: Commit, stored: rejects.Stored) -> tup
     else:
         items = doc if isinstance(doc, list) else [doc]
     work = await ingest.map(signal, items)
+    before = sum(work.ignored.values())
     await commit.submit(work)
-    return len(work.reports) + len(work.samples), [r.reason for r in work.rejects]
+    # As ``Ingest.export`` answers: the source rule may ignore some of the items taken.
+    accepted = work.taken - (sum(work.ignored.values()) - before)
+    return accepted, [r.reason for r in work.rejects]
 
 
 async def replay_rejects(

@@ -9,7 +9,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -88,6 +88,7 @@ class Totals:
     committed: int = 0
     duplicates: int = 0
     rejects: int = 0
+    ignored: int = 0
     transactions: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -98,17 +99,23 @@ class Totals:
         self.rejects += committed.rejects
         self.transactions += 1
 
-    def counts(self) -> tuple[int, int, int, int]:
-        return self.accepted, self.committed, self.rejects, self.duplicates
+    def add_ignored(self, reasons: Mapping[str, int]) -> None:
+        """Items of an answered request neither counted nor rejected (``Ingest``'s tally)."""
+        self.ignored += sum(reasons.values())
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        return self.accepted, self.committed, self.rejects, self.ignored, self.duplicates
 
 
 async def log_summaries(
-    interval: float, totals: Callable[[], tuple[int, int, int, int]], pending: Callable[[], int]
+    interval: float, totals: Callable[[], tuple[int, ...]], pending: Callable[[], int]
 ) -> None:
     """Every ``interval`` seconds one line: what the last interval took, and what waits.
 
-    Example: ``last 60s: accepted 12000, committed 11990, rejected 3, deduplicated 10,
-    pending 0`` (committed = new reports in the rollups; deduplicated = committed before)."""
+    Example: ``last 60s: accepted 12000, committed 11990, rejected 3, ignored 40,
+    deduplicated 10, pending 0`` (committed = new reports in the rollups; deduplicated =
+    committed before; ignored = items neither counted nor rejected, e.g. spans without
+    usage)."""
     last = totals()
     while True:
         await asyncio.sleep(interval)
@@ -120,9 +127,11 @@ async def log_summaries(
 def summary(
     interval: float, now: tuple[int, ...], last: tuple[int, ...], pending: int
 ) -> str:
-    accepted, committed, rejected, duplicates = (a - b for a, b in zip(now, last, strict=True))
+    accepted, committed, rejected, ignored, duplicates = (
+        a - b for a, b in zip(now, last, strict=True))
     return (f"last {interval:g}s: accepted {accepted}, committed {committed}, rejected "
-            f"{rejected}, deduplicated {duplicates}, pending {pending}")  # fmt: skip
+            f"{rejected}, ignored {ignored}, deduplicated {duplicates}, pending "
+            f"{pending}")  # fmt: skip
 
 
 class Service:
@@ -168,6 +177,7 @@ class Service:
             config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=lim.settings(),
+            on_ignored=self._ignored,
         )
         r = config.receivers
         a = config.auth
@@ -192,6 +202,11 @@ class Service:
         self._summaries: asyncio.Task[None] | None = None
         self.revision: str | None = None
         """Schema revision of the database at start (None when it did not answer)."""
+
+    def _ignored(self, reasons: Mapping[str, int]) -> None:
+        self.totals.add_ignored(reasons)
+        if self.telemetry is not None:
+            self.telemetry.ignored(reasons)
 
     def _metrics(
         self, listeners: list[CommitListener], remote: TelemetrySink | None

@@ -110,7 +110,7 @@ class Supervisor:
     def _spawn(self, index: int) -> BaseProcess:
         process = _spawn.Process(
             target=worker_main,
-            args=(self.config.model_dump(), index, self._queue, self.telemetry is not None),
+            args=(self.config.model_dump(), index, self._queue),
             name=f"tokenbridge-worker-{index}",
         )  # fmt: skip
         process.start()
@@ -178,6 +178,10 @@ class Supervisor:
             self.telemetry.failed()
         elif self.telemetry is not None and kind == "retryable":
             self.telemetry.retryable(message[2])
+        elif kind == "ignored":
+            self.totals.add_ignored(message[2])
+            if self.telemetry is not None:
+                self.telemetry.ignored(message[2])
 
     def _watch(self) -> None:
         """Restart a worker that died while serving."""
@@ -205,18 +209,18 @@ async def _migrate(url: str, upgrade: bool) -> str | None:
         await engine.dispose()
 
 
-def worker_main(
-    config_data: dict[str, Any], index: int, outbox: Outbox, telemetry: bool = False
-) -> None:
+def worker_main(config_data: dict[str, Any], index: int, outbox: Outbox) -> None:
     config = Config.model_validate(config_data)
     logs.setup(config.log.level, config.log.format, worker=index)
-    asyncio.run(_work(config, index, outbox, telemetry))
+    asyncio.run(_work(config, index, outbox))
 
 
-async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> None:
+async def _work(config: Config, index: int, outbox: Outbox) -> None:
     from collector.runtime.service import Service, serve_until_signalled
 
-    remote = RemoteTelemetry(outbox, index) if telemetry else None
+    # Always: the supervisor's summary line counts pending and ignored from it, with or
+    # without a metrics endpoint.
+    remote = RemoteTelemetry(outbox, index)
     service = Service(config, [Forwarder(outbox, index)], reuse_port=True, telemetry=remote)
     await serve_until_signalled(
         service, lambda s: outbox.put(("ready", index, s.grpc.port, s.http.port))

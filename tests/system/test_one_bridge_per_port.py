@@ -56,7 +56,7 @@ async def test_a_second_bridge_on_served_ports_is_refused_and_the_first_keeps_al
     assert not (tmp_path / "wB.db").exists()
 
     answers = [await _push(first, n) for n in range(20)]
-    assert answers == [(200, {"accepted": 1, "rejected": 0, "message": ""})] * 20
+    assert answers == [(200, {"accepted": 1, "rejected": 0, "ignored": 0, "message": ""})] * 20
     assert first.stop() == 0
     assert await query(f"sqlite:///{first_db}", "SELECT count(*), sum(prompt_token_count) "
                        "FROM model_usage_details") == [(20, 200)]  # fmt: skip

@@ -75,7 +75,7 @@ async def test_replay_after_a_catalog_edit_counts_each_reject_once(
     assert await _post(server, "/v1/metrics", POINTS) == {
         "partialSuccess": {"rejectedDataPoints": "1", "errorMessage": unknown}}
     assert await _post(server, "/v2/usage/gateway-metrics", PUSHES) == {
-        "accepted": 0, "rejected": 2,
+        "accepted": 0, "rejected": 2, "ignored": 0,
         "message": f"{unknown}; catalog: model id 2 not found"}  # fmt: skip
     assert server.stop() == 0
     kept = await query(database_url, "SELECT source, item FROM usage_rejects ORDER BY source")
