@@ -5,6 +5,7 @@ commands:
   migrate    bring the database schema up to date
   report     usage by key columns over a date range (--rejects: rejected items)
   rejects    rejects replay: count stored rejects again once their cause is fixed
+  reprice    price the audit rows of some days again from the current price table
   loadgen    send synthetic usage to a running bridge
   demo       serve on SQLite, send a short load, print the report
 
@@ -138,6 +139,15 @@ def _parser() -> argparse.ArgumentParser:
     _common(replay)
     _dates(replay)
     replay.add_argument("--reason", help="only rejects whose reason contains this text")
+    reprice = commands.add_parser(
+        "reprice", help="price the audit rows of some days again from the current price table")
+    _common(reprice)
+    reprice.add_argument("--from", dest="start", type=day, required=True,
+                         help="first day (YYYY-MM-DD, the rollup day)")  # fmt: skip
+    reprice.add_argument("--to", dest="end", type=day, required=True,
+                         help="last day")  # fmt: skip
+    reprice.add_argument("--model", help="only this model name")
+    reprice.add_argument("--format", choices=("table", "csv", "json"), default="table")
     loadgen.add_parser(commands)
     demo.add_parser(commands)
     return parser
@@ -176,6 +186,9 @@ def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:
         commands.serve(config, origins, args.workers)
     elif args.command == "migrate":
         commands.migrate(config, origins)
+    elif args.command == "reprice":
+        commands.check_database(config, origins)
+        asyncio.run(_reprice(config, args))
     elif args.command == "report":
         if args.start and args.end and args.start > args.end:
             raise StartupError(f"--from {args.start} is after --to {args.end}; swap them")
@@ -183,6 +196,43 @@ def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:
     else:
         sys.stdout.write(commands.replay(config, origins, args))
     return 0
+
+
+async def _reprice(config: Config, args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from collector.aggregation.pricing.rates import as_decimal
+    from collector.aggregation.pricing.watch import build
+    from exporters.sql.engine import create_engine
+    from exporters.sql.migrate import is_current
+    from exporters.sql.money import text
+    from exporters.sql.reprice import Repricer
+
+    p = config.pricing
+    if not p.enabled:
+        raise ValueError("pricing.enabled is false: there is no price table to reprice from")
+    if args.end < args.start:
+        raise ValueError(f"--to {args.end} is before --from {args.start}")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    table = build(p.path, p.currency, p.builtin)
+    engine = create_engine(config.database.url)
+    try:
+        if not await is_current(engine):
+            raise ValueError(f"database {engine.url.render_as_string()} is unreachable or not "
+                             "migrated: check --database-url, or run tokenbridge migrate")
+        summary = await Repricer(engine, table, config.aggregation.extra_dimensions).run(
+            args.start, args.end, args.model)
+    except (DBAPIError, OSError) as error:
+        raise ValueError(f"reprice stopped, run it again: {error}") from None
+    finally:
+        await engine.dispose()
+    names = ["model_name", "rows", "rows_changed", f"old_cost_{p.currency}",
+             f"new_cost_{p.currency}", "old_unpriced_requests", "new_unpriced_requests"]
+    rows = [(model, c.rows, c.changed, text(as_decimal(c.old_cost)), text(as_decimal(c.new_cost)),
+             c.old_unpriced, c.new_unpriced) for model, c in sorted(summary.models.items())]
+    sys.stdout.write(render(names, rows, args.format))
+    print(f"rollups rebuilt: {summary.rollups} ({summary.rollups_changed} changed)",
+          file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

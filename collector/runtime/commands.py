@@ -66,6 +66,11 @@ def check_catalog(config: Config, origins: Origins) -> None:
                            f"{problem}; fix the file or the path") from None  # fmt: skip
 
 
+def check_database(config: Config, origins: Origins) -> None:
+    """A command that reads or changes an existing database: its SQLite file must exist."""
+    check_sqlite(config.database.url, setting(origins, *DATABASE), writes=False)
+
+
 def serve(config: Config, origins: Origins, workers: int) -> None:
     check_sqlite(config.database.url, setting(origins, *DATABASE), writes=True)
     check_catalog(config, origins)

@@ -66,7 +66,7 @@ class Supervisor:
         self.totals = Totals()
         self._ports: tuple[int, int] = (0, 0)
         self.listeners: list[CommitListener] = [self.totals, *listeners]
-        self.metrics = metrics_export(config.metrics, self.listeners)
+        self.metrics = metrics_export(config.metrics, self.listeners, config.pricing.currency)
         self.telemetry: SelfTelemetry | None = None
         if self.metrics is not None and self.metrics.config.self_telemetry:
             self.telemetry = SelfTelemetry(self.metrics.meter)
