@@ -90,27 +90,38 @@ async def _serve(config: Config) -> None:
 async def _migrate(config: Config) -> None:
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
+    from exporters.sql.gpustack import migrate as gpustack_migrate
 
     engine = create_engine(config.database.url)
     try:
-        await migrate.upgrade(engine)
-        print(f"database at revision {await migrate.current(engine)}")
+        if config.database.layout == "gpustack":
+            await gpustack_migrate.upgrade(engine)
+            revision = await gpustack_migrate.current(engine)
+            print(f"GPUStack schema checked; tokenbridge bookkeeping at revision {revision}")
+        else:
+            await migrate.upgrade(engine)
+            print(f"database at revision {await migrate.current(engine)}")
     finally:
         await engine.dispose()
 
 
 async def _report(config: Config, args: argparse.Namespace) -> None:
+    from exporters.sql import schema
     from exporters.sql.engine import create_engine
+    from exporters.sql.gpustack import tables
     from exporters.sql.rejects import recent
     from exporters.sql.report import usage
 
+    gpustack = config.database.layout == "gpustack"
     engine = create_engine(config.database.url)
     try:
         by = [column.strip() for column in args.by.split(",") if column.strip()]
         if args.rejects:
-            names, rows = await recent(engine, args.start, args.end)
+            rejects = tables.rejects if gpustack else schema.usage_rejects
+            names, rows = await recent(engine, args.start, args.end, t=rejects)
         else:
-            names, rows = await usage(engine, args.start, args.end, by)
+            usages = tables.model_usages if gpustack else schema.model_usages
+            names, rows = await usage(engine, args.start, args.end, by, usages)
     finally:
         await engine.dispose()
     sys.stdout.write(render(names, rows, args.format))

@@ -45,6 +45,11 @@ class ReceiversConfig(Section):
 
 class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///tokenbridge.db"
+    layout: Literal["tokenbridge", "gpustack"] = "tokenbridge"
+    """``gpustack``: write GPUStack 2.3's own ``model_usages`` and ``model_usage_details`` in
+    its (PostgreSQL) database and read its catalog tables; bookkeeping in ``tokenbridge_*``."""
+    catalog_refresh: float = Field(2.0, gt=0)
+    """``gpustack`` layout: seconds between reads of GPUStack's catalog tables."""
     migrate_on_start: bool = True
     pool_size: int = Field(5, ge=1)
     connect_timeout: float = Field(5.0, gt=0)
@@ -249,6 +254,13 @@ class Config(Section):
     tls: TlsConfig = TlsConfig()
     limits: LimitsConfig = LimitsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _one_catalog(self) -> Config:
+        if self.database.layout == "gpustack" and self.catalog is not None:
+            raise ValueError("catalog: not used with database.layout gpustack (GPUStack's "
+                             "own tables are the catalog); remove the catalog section")
+        return self
 
 
 class ConfigError(Exception):

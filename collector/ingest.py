@@ -17,7 +17,7 @@ from collector.commit import GroupCommit, Work
 from collector.decode.items import PointItem, SpanItem
 from collector.decode.json import Malformed
 from collector.errors import PermanentError
-from collector.mapping.catalog import Catalog
+from collector.mapping.catalog import ReportCatalog
 from collector.mapping.fields import FieldMapper
 from collector.mapping.gateway import gateway_report
 from collector.mapping.limits import DEFAULT_LIMITS, Limits, bounded, check_attributes, check_report
@@ -63,7 +63,7 @@ class Ingest:
         commit: GroupCommit,
         sources: Sources = Sources(),
         clock: Callable[[], float] = time.time,
-        catalog: Catalog | None = None,
+        catalog: ReportCatalog | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.mapper = mapper
@@ -151,8 +151,9 @@ class Ingest:
                 work.reports.append(report)
         return await self._submit(work)
 
-    def use_catalog(self, catalog: Catalog) -> None:
-        """Check and name reports with ``catalog`` from now on (a reloaded file)."""
+    def use_catalog(self, catalog: ReportCatalog) -> None:
+        """Check and name reports with ``catalog`` from now on (a reloaded file, a fresh read
+        of GPUStack's tables)."""
         self._catalog = catalog
 
     def _catalogued(self, report: UsageReport | None) -> UsageReport | None:

@@ -36,6 +36,9 @@ from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
+from exporters.sql.gpustack import catalog_source
+from exporters.sql.gpustack import migrate as gpustack_migrate
+from exporters.sql.gpustack.sink import GpustackSink
 from exporters.sql.sink import SqlSink
 
 logger = logging.getLogger(__name__)
@@ -119,8 +122,14 @@ class Service:
                                     command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
         lim = config.limits
-        self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
-                            max_reject_rows=lim.max_reject_rows)  # fmt: skip
+        self.gpustack = db.layout == "gpustack"
+        self.sink: SqlSink | GpustackSink
+        if self.gpustack:
+            self.sink = GpustackSink(self.engine, ZoneInfo(agg.timezone),
+                                     max_reject_rows=lim.max_reject_rows)  # fmt: skip
+        else:
+            self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
+                                max_reject_rows=lim.max_reject_rows)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
@@ -187,7 +196,9 @@ class Service:
         return not self.commit.database_down and await self.sink.ping()
 
     async def start(self) -> None:
-        if self.config.database.migrate_on_start:
+        if self.gpustack:
+            await self._start_gpustack()
+        elif self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
         if self.metrics is not None:
             self.metrics.start()
@@ -199,6 +210,17 @@ class Service:
             self._watching = asyncio.create_task(self._watcher.run(interval))
         await self.http.start()
         await self.grpc.start()
+
+    async def _start_gpustack(self) -> None:
+        """GPUStack's schema checked (``SchemaError``: one line), tokenbridge's bookkeeping
+        migrated, GPUStack's catalog read now and every ``database.catalog_refresh`` s."""
+        async with self.engine.connect() as conn:
+            await gpustack_migrate.check(conn)
+        if self.config.database.migrate_on_start:
+            await gpustack_migrate.upgrade(self.engine)
+        self.ingest.use_catalog(await catalog_source.load(self.engine))
+        self._watching = asyncio.create_task(catalog_source.refresh(
+            self.engine, self.config.database.catalog_refresh, self.ingest.use_catalog))
 
     async def shutdown(self) -> None:
         """Stop intake, let requests in flight commit, close. Idempotent."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
@@ -37,15 +37,18 @@ SUMS = {
 
 
 async def usage(
-    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str]
+    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str],
+    t: Table = schema.model_usages,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion."""
-    unknown = [column for column in by if column not in GROUPABLE]
+    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion.
+    ``t``: the layout's rollup table (GPUStack's ``model_usages`` has fewer columns)."""
+    groupable = [c for c in (*GROUPABLE, "consumer_principal_id") if c in t.c]
+    unknown = [column for column in by if column not in groupable]
     if unknown:
-        raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUPABLE)}")
-    t = schema.model_usages
+        raise ValueError(f"cannot group by {unknown}; choose from {', '.join(groupable)}")
     keys = [t.c[column] for column in by]
-    sums = [func.sum(t.c[column]).label(name) for name, column in SUMS.items()]
+    present = {name: column for name, column in SUMS.items() if column in t.c}
+    sums = [func.sum(t.c[column]).label(name) for name, column in present.items()]
     total = (func.sum(t.c.prompt_token_count) + func.sum(t.c.completion_token_count)).label(
         "total_tokens"
     )
@@ -57,7 +60,7 @@ async def usage(
     async with engine.connect() as conn:
         result = await conn.execute(query)
         rows = [tuple(_plain(v) for v in row) for row in result]
-    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(SUMS)[2:]]
+    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(present)[2:]]
     return names, [row for row in rows if any(v is not None for v in row[len(by):])]
 
 

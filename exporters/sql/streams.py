@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collector.aggregation.cumulative import StreamState, delta
@@ -25,9 +25,10 @@ MAX_KEYS = 5000
 
 
 async def deltas(
-    conn: AsyncConnection, insert: InsertBuilder, samples: Sequence[PointSample], now: datetime
+    conn: AsyncConnection, insert: InsertBuilder, samples: Sequence[PointSample], now: datetime,
+    table: Table = schema.metric_streams,
 ) -> list[UsageReport]:
-    table = schema.metric_streams
+    """``table``: the stream state table of the layout (``metric_streams`` by default)."""
     ordered = sorted(samples, key=lambda s: (s.stream_key, s.time_ns))
     keys = sorted({s.stream_key for s in ordered})
     state: dict[str, StreamState | None] = {}
@@ -57,16 +58,16 @@ async def deltas(
             state[sample.stream_key] = changed[sample.stream_key] = new_state
         if value or count:
             reports.append(sample.report(value, count))
-    await _store(conn, insert, changed, now)
+    await _store(conn, insert, changed, now, table)
     return reports
 
 
 async def _store(
-    conn: AsyncConnection, insert: InsertBuilder, changed: dict[str, StreamState], now: datetime
+    conn: AsyncConnection, insert: InsertBuilder, changed: dict[str, StreamState], now: datetime,
+    table: Table,
 ) -> None:
     if not changed:
         return
-    table = schema.metric_streams
     rows: list[dict[str, Any]] = [
         {"stream_key": k, "time_ns": s.time_ns, "value": s.value, "count": s.requests,
          "updated_at": now}

@@ -1,0 +1,187 @@
+"""The SQL sink of ``database.layout: gpustack``: GPUStack 2.3's own usage tables, exact.
+
+One transaction per group commit, every step in key order (replicas lock in one order):
+1. cumulative samples become deltas against ``tokenbridge_metric_streams``;
+2. each report's idempotency key is inserted into ``tokenbridge_dedup_keys`` ``ON CONFLICT DO
+   NOTHING RETURNING``: only the keys actually inserted count, so a resend, or one report sent
+   to two replicas, counts once;
+3. their audit rows go to ``model_usage_details``;
+4. they are summed per GPUStack merge key (``rows.MergeKey``); each key's digest is inserted
+   into ``tokenbridge_rollup_keys`` ``ON CONFLICT DO UPDATE ... RETURNING usage_id``, which
+   locks the key (a replica meeting the same key waits for this commit, then sees its id).
+   Known keys add their sums to ``model_usages`` by id (``model_route_name`` refreshed when
+   the new one is not NULL, as GPUStack does); new keys (or keys whose row GPUStack's
+   archiver removed) insert a row and record its id;
+5. rejects go to ``tokenbridge_rejects`` (bounded).
+GPUStack's tables are only inserted into and updated, never altered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import bindparam, exc, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from collector.commit import Committed, Work
+from collector.errors import RetryableError
+from collector.model import UsageReport
+from exporters.sql import rejects as reject_table
+from exporters.sql import streams
+from exporters.sql.engine import is_conflict, is_unavailable
+from exporters.sql.gpustack import migrate, rows
+from exporters.sql.gpustack import tables as t
+from exporters.sql.rows import reject_row
+from exporters.sql.sink import CONFLICT_RETRIES, _describe, _first_by_key, chunks
+
+logger = logging.getLogger(__name__)
+
+_ADD = text(
+    "UPDATE model_usages AS m SET "
+    "prompt_token_count = m.prompt_token_count + v.p, "
+    "completion_token_count = m.completion_token_count + v.c, "
+    "prompt_cached_token_count = m.prompt_cached_token_count + v.k, "
+    "request_count = m.request_count + v.r, "
+    "model_route_name = COALESCE(v.rn, m.model_route_name) "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:p AS bigint[]), CAST(:c AS bigint[]), "
+    "CAST(:k AS bigint[]), CAST(:r AS bigint[]), CAST(:rn AS varchar[])) AS v(id, p, c, k, r, rn) "
+    "WHERE m.id = v.id RETURNING m.id"
+)
+_POINT = text(
+    "UPDATE tokenbridge_rollup_keys AS k SET usage_id = v.id "
+    "FROM unnest(CAST(:keys AS varchar[]), CAST(:ids AS integer[])) AS v(key, id) "
+    "WHERE k.rollup_key = v.key"
+)
+KEYS_PER_STATEMENT = 5000
+
+
+class GpustackSink:
+    """``BatchWriter`` over GPUStack's ``model_usages`` and ``model_usage_details``."""
+
+    def __init__(
+        self, engine: AsyncEngine, tz: tzinfo = UTC, clock: Callable[[], float] = time.time,
+        max_reject_rows: int = 100_000,
+    ) -> None:  # fmt: skip
+        self.engine = engine
+        self._tz = tz
+        self._clock = clock
+        self._max_reject_rows = max_reject_rows
+
+    async def ping(self) -> bool:
+        return await migrate.is_current(self.engine)
+
+    async def write(self, work: Work) -> Committed:
+        started = time.perf_counter()
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    reports, duplicates = await self._write(conn, work)
+                break
+            except exc.DBAPIError as error:
+                if is_conflict(error) and attempt < CONFLICT_RETRIES:
+                    logger.info("commit conflict (%s), retrying", type(error.orig).__name__)
+                    await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+                    continue
+                if is_unavailable(error):
+                    message = f"database unavailable: {_describe(error.orig or error)}"
+                    raise RetryableError(message) from error
+                raise
+            except (OSError, TimeoutError, ConnectionError) as error:
+                raise RetryableError(f"database unavailable: {_describe(error)}") from error
+        seconds = time.perf_counter() - started
+        accepted = len(work.reports) + len(work.samples)
+        return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
+
+    async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
+        now = self._now()
+        reports = list(work.reports)
+        if work.samples:
+            reports.extend(await streams.deltas(conn, insert, work.samples, now, t.metric_streams))
+        unique = _first_by_key(reports)
+        new = await self._new(conn, unique, now)
+        if new:
+            details = [rows.detail_row(r, self._tz) for r in new]
+            await conn.execute(t.model_usage_details.insert(), details)
+            await self._roll_up(conn, rows.rollups(new, self._tz))
+        if work.rejects:
+            found = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
+            for chunk in chunks(found, len(found[0])):
+                stmt = insert(t.rejects).on_conflict_do_nothing(index_elements=["reject_key"])
+                await conn.execute(stmt, list(chunk))
+            await reject_table.prune(conn, self._max_reject_rows, t.rejects)
+        return new, len(reports) - len(new)
+
+    async def _new(
+        self, conn: AsyncConnection, reports: list[UsageReport], now: datetime
+    ) -> list[UsageReport]:
+        """The reports whose idempotency key was not counted before (sorted by key)."""
+        inserted: set[str] = set()
+        for chunk in chunks(reports, 2):
+            stmt = insert(t.dedup_keys).values(
+                [{"dedup_key": r.dedup_key, "created_at": now} for r in chunk]
+            ).on_conflict_do_nothing(index_elements=["dedup_key"])
+            result = await conn.execute(stmt.returning(t.dedup_keys.c.dedup_key))
+            inserted.update(row[0] for row in result)
+        if len(inserted) == len(reports):
+            return reports
+        return [r for r in reports if r.dedup_key in inserted]
+
+    async def _roll_up(self, conn: AsyncConnection, found: dict[str, rows.Rollup]) -> None:
+        ordered = sorted(found)
+        known: dict[str, int] = {}
+        for start in range(0, len(ordered), KEYS_PER_STATEMENT):
+            part = ordered[start : start + KEYS_PER_STATEMENT]
+            values = insert(t.rollup_keys).values(
+                [{"rollup_key": k, "usage_id": None, "date": found[k].key.date} for k in part]
+            )
+            stmt = values.on_conflict_do_update(
+                index_elements=["rollup_key"], set_={"rollup_key": values.excluded.rollup_key}
+            ).returning(t.rollup_keys.c.rollup_key, t.rollup_keys.c.usage_id)
+            for key, usage_id in await conn.execute(stmt):
+                if usage_id is not None:
+                    known[key] = usage_id
+        updated = await self._add(conn, known, found)
+        missing = [k for k in ordered if known.get(k) not in updated]
+        if missing:
+            await self._insert(conn, missing, found)
+
+    @staticmethod
+    async def _add(
+        conn: AsyncConnection, known: dict[str, int], found: dict[str, rows.Rollup]
+    ) -> set[int]:
+        """Add the sums of known keys to their rows; the ids of the rows that were there."""
+        if not known:
+            return set()
+        keys = sorted(known, key=known.__getitem__)
+        updated: set[int] = set()
+        for start in range(0, len(keys), KEYS_PER_STATEMENT):
+            part = keys[start : start + KEYS_PER_STATEMENT]
+            sums = [found[k].sums for k in part]
+            params: dict[str, Any] = {
+                "ids": [known[k] for k in part], "p": [s[0] for s in sums],
+                "c": [s[1] for s in sums], "k": [s[2] for s in sums], "r": [s[3] for s in sums],
+                "rn": [found[k].snapshot["model_route_name"] for k in part],
+            }  # fmt: skip
+            updated.update(row[0] for row in await conn.execute(_ADD, params))
+        return updated
+
+    @staticmethod
+    async def _insert(
+        conn: AsyncConnection, keys: Sequence[str], found: dict[str, rows.Rollup]
+    ) -> None:
+        """New rows for ``keys``, their ids recorded against the keys."""
+        stmt = t.model_usages.insert().returning(t.model_usages.c.id, sort_by_parameter_order=True)
+        result = await conn.execute(stmt, [found[k].row() for k in keys])
+        ids = [row[0] for row in result]
+        point = _POINT.bindparams(bindparam("keys"), bindparam("ids"))
+        await conn.execute(point, {"keys": list(keys), "ids": ids})
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
