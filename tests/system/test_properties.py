@@ -122,7 +122,8 @@ def ref_span(span: dict[str, Any]) -> Totals:
 
 def ref_gateway(item: Any) -> Totals:
     """GPUStack's object: model required; counts, request_count (default 1) and names valid
-    when present (null is absent); no usage when every count is zero; no count over the limit."""
+    when present (null is absent); every push is a request, zero tokens included; no count
+    over the limit."""
     if not isinstance(item, dict):
         return Totals(rejected=1)
     model = item.get("model")
@@ -135,9 +136,7 @@ def ref_gateway(item: Any) -> Totals:
         return Totals(rejected=1)
     if any(item.get(k) is not None and not ref_text_ok(item[k]) for k in ("user_id", "access_key")):
         return Totals(rejected=1)
-    if not any(counts.values()):
-        return Totals()
-    if max(*counts.values(), requests) > MAX_COUNT:
+    if max([*counts.values(), requests]) > MAX_COUNT:
         return Totals(rejected=1)
     return Totals(counts.get("input_token") or 0, counts.get("output_token") or 0, requests, 1)
 

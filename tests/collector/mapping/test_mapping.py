@@ -165,13 +165,15 @@ def test_gateway_report_follows_gpustack_fields() -> None:
                          MAPPER, NOW)  # fmt: skip
     assert out is not None
     assert (out.user_id, out.model_id, out.provider_id, out.organization_id) == ("5", 3, 2, "8")
-    assert (out.started_at, out.completed_at, out.dedup_key) == (None, 1_700_000_000_000, "gw:r-1")
+    assert (out.started_at, out.completed_at, out.request_id) == (None, 1_700_000_000_000, "r-1")
     assert (out.input_cached_token, out.request_count, out.operation) == (4, 1, None)
 
 
-def test_gateway_zero_report_is_not_usage_and_typo_operation_reads() -> None:
-    assert gateway_report({"model": "q", "input_token": 0, "output_token": 0,
-                           "request_id": "r"}, MAPPER, NOW) is None  # fmt: skip
+def test_gateway_zero_report_is_a_request_and_typo_operation_reads() -> None:
+    zero = gateway_report({"model": "q", "input_token": 0, "output_token": 0,
+                           "request_id": "r"}, MAPPER, NOW)  # fmt: skip
+    assert zero is not None
+    assert (zero.request_count, zero.input_token, zero.output_token) == (1, 0, 0)
     out = gateway_report({"model": "q", "input_token": 1, "operation": "audit_transcription"},
                          MAPPER, NOW)  # fmt: skip
     assert out is not None and out.operation == Operation.AUDIO_TRANSCRIPTION
