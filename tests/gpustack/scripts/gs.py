@@ -124,22 +124,22 @@ async def read(url, query):
     engine = create_async_engine(_async_url(url))
     out = {"breakdown": {}}
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        admin = await Principal.one_by_id(session, query["admin"])
-        views = [("all", admin, TenantContext(user=admin, is_platform_admin=True,
-                                              current_principal_id=None, org_role=None))]
-        for uid in query.get("self", []):
-            user = await Principal.one_by_id(session, uid)
-            views.append((f"self:{uid}", user, TenantContext(
-                user=user, is_platform_admin=False, current_principal_id=user.id,
-                org_role=None, current_is_personal_scope=True)))
-        for name, user, ctx in views:
-            for group in query["group_by"]:
+        for view in query["views"]:
+            user = await Principal.one_by_id(session, view["user"])
+            if view["scope"] == "all":
+                ctx = TenantContext(user=user, is_platform_admin=True,
+                                    current_principal_id=None, org_role=None)
+            else:
+                ctx = TenantContext(user=user, is_platform_admin=False,
+                                    current_principal_id=user.id, org_role=None,
+                                    current_is_personal_scope=True)
+            for group in view["group_by"]:
                 request = UsageBreakdownRequest(
                     start_date=query["start"], end_date=query["end"], group_by=[group],
-                    perPage=1000, scope="self" if name.startswith("self") else "all")
+                    perPage=1000, scope=view["scope"])
                 answer = await get_usage_breakdown(session=session, user=user, ctx=ctx,
                                                    request=request)
-                out["breakdown"][f"{name}/{group}"] = _plain(answer)
+                out["breakdown"][f"{view['scope']}:{view['user']}/{group}"] = _plain(answer)
         if query.get("dashboard"):
             out["stats"] = _plain(await dashboard.get_model_usage_stats(session))
             out["summary"] = _plain(await dashboard.get_model_usage_summary(session))
