@@ -34,7 +34,9 @@ async def gpustack_db(gpustack: GpuStack, postgres_url: str) -> tuple[str, dict[
 
 
 @pytest.fixture
-async def oracle_db(gpustack: GpuStack, postgres_url: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def oracle_db(
+    gpustack: GpuStack, postgres_url: str
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """A second GPUStack database beside ``postgres_url``'s, for GPUStack's own collector."""
     admin = await asyncpg.connect(_admin_dsn(), timeout=5)
     name = f"tb_oracle_{uuid.uuid4().hex[:12]}"

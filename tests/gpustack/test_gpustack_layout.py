@@ -141,10 +141,11 @@ async def test_gpustack_reads_exactly_what_tokenbridge_wrote(
         (None, 20, 5, True, "CHAT_COMPLETION", "qwen3", None),
     ]  # fmt: skip
 
+    everything = ["user", "api_key", "route", "date"]
     read = await asyncio.to_thread(gpustack.run, "read", url, {
-        "start": (DAY - timedelta(days=1)).isoformat(), "end": (DAY + timedelta(days=1)).isoformat(),
-        "dashboard": True, "views": [
-            {"user": ids["admin"], "scope": "all", "group_by": ["user", "api_key", "route", "date"]},
+        "start": (DAY - timedelta(days=1)).isoformat(),
+        "end": (DAY + timedelta(days=1)).isoformat(), "dashboard": True, "views": [
+            {"user": ids["admin"], "scope": "all", "group_by": everything},
             {"user": b, "scope": "self", "group_by": ["api_key", "route", "date"]},
             {"user": a, "scope": "self", "group_by": ["route"]},
         ]})  # fmt: skip

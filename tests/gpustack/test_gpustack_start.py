@@ -1,0 +1,97 @@
+"""Starting in the GPUStack layout: one clear line when GPUStack's schema is not there, and a
+catalog that follows GPUStack's tables within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.gpustack.support import GpuStack, push
+from tests.gpustack.test_gpustack_layout import CONFIG, post
+from tests.support import ROOT, Server, query
+
+pytestmark = [pytest.mark.gpustack, pytest.mark.postgres]
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENBRIDGE_DATABASE__LAYOUT": "gpustack"}
+    return subprocess.run([sys.executable, "-m", "collector", "serve", "--http-port", "0",
+                           "--grpc-port", "0", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60, check=False)  # fmt: skip
+
+
+async def test_refuses_a_database_without_gpustack_schema(postgres_url: str) -> None:
+    done = serve("--database-url", postgres_url)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tokenbridge: database.layout gpustack: no GPUStack schema in this database (no "
+        "alembic_version table); point database.url at GPUStack's database, or start GPUStack "
+        "once to create it")
+    assert "Traceback" not in done.stderr
+    tables = await query(postgres_url, "SELECT count(*) FROM information_schema.tables "
+                                       "WHERE table_schema = 'public'")  # fmt: skip
+    assert tables == [(0,)]
+
+
+async def test_refuses_an_unsupported_gpustack_revision(
+    gpustack_db: tuple[str, dict[str, int]],
+) -> None:
+    url, _ids = gpustack_db
+    conn = await asyncpg.connect(url)
+    await conn.execute("UPDATE alembic_version SET version_num = 'b1c2d3e4f5a6'")
+    await conn.close()
+    done = serve("--database-url", url)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tokenbridge: database.layout gpustack: GPUStack schema revision b1c2d3e4f5a6 is not "
+        "supported (supported: a7e2c9d4f681 (GPUStack 2.3))")
+    assert await query(url, "SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_name LIKE 'tokenbridge%'") == [(0,)]  # fmt: skip
+
+
+def test_refuses_sqlite(tmp_path: Path) -> None:
+    done = serve("--database-url", f"sqlite:///{tmp_path / 'gpustack.db'}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tokenbridge: database.layout gpustack needs GPUStack's PostgreSQL database "
+        "(database.url is sqlite)")
+
+
+async def test_a_user_and_key_added_in_gpustack_count_within_seconds(
+    gpustack: GpuStack, gpustack_db: tuple[str, dict[str, int]],
+    server_factory: type[Server], tmp_path: Path,
+) -> None:  # fmt: skip
+    url, ids = gpustack_db
+    server = server_factory(url, tmp_path, CONFIG).start()
+    at = int(time.time() * 1000)
+    known = {"model_id": ids["qwen3"], "model_route_id": ids["r_qwen"]}
+    carol_id = max(v for k, v in ids.items() if k in ("admin", "alice", "bob", "acme")) + 1
+    early = push("qwen3", at, (5, 1, 6, 0), user_id=carol_id, access_key="ak-carol",
+                 request_id="carol-1", **known)  # fmt: skip
+    answer = await post(server, early)
+    assert (answer["accepted"], answer["rejected"]) == (0, 1)
+    assert answer["message"] == f"gpustack: user '{carol_id}' not found in principals"
+
+    added = await asyncio.to_thread(gpustack.run, "seed", url, {
+        "principals": [{"ref": "carol", "name": "carol"}],
+        "api_keys": [{"ref": "k_carol", "name": "carol key", "access_key": "ak-carol",
+                      "user": "carol", "owner": "carol"}]})  # fmt: skip
+    assert added["carol"] == carol_id
+    seen_at = time.monotonic()
+    later = push("qwen3", at + 1, (7, 2, 9, 0), user_id=carol_id, access_key="ak-carol",
+                 request_id="carol-2", **known)  # fmt: skip
+    while (answer := await post(server, later))["accepted"] == 0:
+        assert time.monotonic() - seen_at < 5, answer
+        await asyncio.sleep(0.2)
+    assert (answer["accepted"], answer["rejected"]) == (1, 0)
+    assert server.stop() == 0
+    assert await query(url, """
+        SELECT user_name, api_key_name, consumer_principal_id, prompt_token_count,
+               request_count FROM model_usages""") == [("carol", "carol key", carol_id, 7, 1)]
