@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import bindparam, exc, text
+from sqlalchemy import DateTime, bindparam, exc, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -59,7 +59,26 @@ _POINT = text(
     "FROM unnest(CAST(:keys AS varchar[]), CAST(:ids AS integer[])) AS v(key, id) "
     "WHERE k.rollup_key = v.key"
 )
+_DEDUP = text(
+    "INSERT INTO tokenbridge_dedup_keys (dedup_key, created_at) "
+    "SELECT k, CAST(:now AS timestamp) FROM unnest(CAST(:keys AS varchar[])) WITH ORDINALITY "
+    "AS v(k, n) ORDER BY n ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+).bindparams(bindparam("now", type_=DateTime()))
 KEYS_PER_STATEMENT = 5000
+DETAIL_COLUMNS = tuple(c.name for c in t.model_usage_details.c if c.name not in ("id",))
+
+
+async def _copy_details(conn: AsyncConnection, found: list[dict[str, Any]]) -> None:
+    """Audit rows into ``model_usage_details`` by binary COPY (an insert; GPUStack's own
+    defaults, sequence and indexes apply as to any insert)."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None or not driver.is_in_transaction():
+        raise RuntimeError("audit rows must be written inside the commit transaction")
+    records = [tuple(row.get(c) for c in DETAIL_COLUMNS) for row in found]
+    await driver.copy_records_to_table(
+        "model_usage_details", records=records, columns=list(DETAIL_COLUMNS)
+    )
 
 
 class GpustackSink:
@@ -107,8 +126,7 @@ class GpustackSink:
         unique = _first_by_key(reports)
         new = await self._new(conn, unique, now)
         if new:
-            details = [rows.detail_row(r, self._tz) for r in new]
-            await conn.execute(t.model_usage_details.insert(), details)
+            await _copy_details(conn, [rows.detail_row(r, self._tz) for r in new])
             await self._roll_up(conn, rows.rollups(new, self._tz))
         if work.rejects:
             found = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
@@ -122,13 +140,9 @@ class GpustackSink:
         self, conn: AsyncConnection, reports: list[UsageReport], now: datetime
     ) -> list[UsageReport]:
         """The reports whose idempotency key was not counted before (sorted by key)."""
-        inserted: set[str] = set()
-        for chunk in chunks(reports, 2):
-            stmt = insert(t.dedup_keys).values(
-                [{"dedup_key": r.dedup_key, "created_at": now} for r in chunk]
-            ).on_conflict_do_nothing(index_elements=["dedup_key"])
-            result = await conn.execute(stmt.returning(t.dedup_keys.c.dedup_key))
-            inserted.update(row[0] for row in result)
+        keys = [r.dedup_key for r in reports]
+        result = await conn.execute(_DEDUP, {"keys": keys, "now": now})
+        inserted = {row[0] for row in result}
         if len(inserted) == len(reports):
             return reports
         return [r for r in reports if r.dedup_key in inserted]
