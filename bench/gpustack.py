@@ -26,20 +26,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import drop_all, fresh_postgres, scalar  # noqa: E402
-from collector.commit import Work  # noqa: E402
-from collector.mapping.fields import FieldMapper, MappingRules  # noqa: E402
-from collector.mapping.gateway import gateway_report  # noqa: E402
-from collector.model import UsageReport  # noqa: E402
-from exporters.sql import migrate  # noqa: E402
-from exporters.sql.engine import create_engine  # noqa: E402
-from exporters.sql.gpustack import catalog_source  # noqa: E402
-from exporters.sql.gpustack import migrate as gpustack_migrate  # noqa: E402
-from exporters.sql.gpustack.sink import GpustackSink  # noqa: E402
-from exporters.sql.sink import SqlSink  # noqa: E402
-from tests.gpustack.support import ENV, GpuStack  # noqa: E402
+from bench.common import drop_all, fresh_postgres, scalar
+from bench.gpustack_env import DEFAULT_VENV, ENV, GpuStack
+from collector.mapping.fields import FieldMapper, MappingRules
+from collector.mapping.gateway import gateway_report
+from collector.model import (
+    UsageReport,
+    Work,
+)
+from exporters.sql import migrate
+from exporters.sql.engine import create_engine
+from exporters.sql.gpustack import catalog_source
+from exporters.sql.gpustack import migrate as gpustack_migrate
+from exporters.sql.gpustack.sink import GpustackSink
+from exporters.sql.sink import SqlSink
 
-DEFAULT_PYTHON = "/var/cache/tokenbridge-ci/gpustack-venv/bin/python"
 BATCH = 2000
 
 
@@ -128,7 +129,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--routes", type=int, default=20)
     args = parser.parse_args()
-    python = os.environ.get(ENV) or DEFAULT_PYTHON
+    python = os.environ.get(ENV) or str(DEFAULT_VENV / "bin" / "python")
     if not Path(python).is_file():
         print(f"GPUStack bench skipped: no GPUStack 2.3 environment at {python} "
               f"(run `make gpustack-env`)")  # fmt: skip

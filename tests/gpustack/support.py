@@ -1,7 +1,7 @@
 """GPUStack 2.3 itself, for the ``gpustack`` tests: its code run from its own environment.
 
-``GpuStack.run`` calls ``scripts/gs.py`` with the python of the GPUStack test environment
-(``TOKENBRIDGE_TEST_GPUSTACK_PYTHON``, made by ``make gpustack-env``) and returns its JSON.
+``GpuStack.run`` (``bench.gpustack_env``) calls GPUStack's code with the python of the GPUStack
+test environment (``TOKENBRIDGE_TEST_GPUSTACK_PYTHON``, made by ``make gpustack-env``).
 The catalog and the reports are shared by the tests: pushes shaped like GPUStack's gateway
 plugin sends them (always the counts, stamps and flags; ids when known), with a fallback pair,
 a resend, a LoRA route name and an unknown user.
@@ -9,17 +9,15 @@ a resend, a LoRA route name and an unknown user.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("scripts") / "gs.py"
-ENV = "TOKENBRIDGE_TEST_GPUSTACK_PYTHON"
-CREATE = "make gpustack-env"
+from bench.gpustack_env import CREATE, ENV, GpuStack
+
+__all__ = ["GpuStack", "gpustack_python"]
 
 
 def gpustack_python() -> str:
@@ -32,22 +30,6 @@ def gpustack_python() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-class GpuStack:
-    def __init__(self, python: str) -> None:
-        self.python = python
-
-    def run(self, command: str, url: str, payload: Any = None, timeout: float = 300) -> Any:
-        env = {"PATH": os.environ.get("PATH", ""), "GPUSTACK_TIMEZONE": "UTC", "TZ": "UTC",
-               "HOME": os.environ.get("HOME", "/tmp")}  # fmt: skip
-        done = subprocess.run(
-            [self.python, str(SCRIPT), command, url], input=json.dumps(payload),
-            capture_output=True, text=True, env=env, timeout=timeout, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise AssertionError(f"gs.py {command} failed:\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 SPEC: dict[str, Any] = {

@@ -30,9 +30,8 @@ from sqlalchemy import DateTime, bindparam, exc, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collector.commit import Committed, Work
 from collector.errors import RetryableError
-from collector.model import UsageReport
+from collector.model import Committed, UsageReport, Work
 from exporters.sql import rejects as reject_table
 from exporters.sql import streams
 from exporters.sql.engine import is_conflict, is_unavailable
