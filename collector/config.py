@@ -61,9 +61,13 @@ class DatabaseConfig(Section):
 
 class AggregationConfig(Section):
     timezone: str = "UTC"
+    """The zone of a rollup's day: the equivalent of GPUStack's ``GPUSTACK_TIMEZONE`` (set
+    both alike when GPUStack's views read tokenbridge's rows)."""
     bytes_per_input_token: int = 4
     tokens_per_output_chunk: int = 1
-    extra_dimensions: tuple[str, ...] = ()
+    extra_dimensions: tuple[str, ...] = ("model_route_id", "organization_id")
+    """Added to the seed's rollup key: GPUStack 2.3 keys on both (``[]``: the seed's key).
+    The GPUStack layout always merges on GPUStack's own database key instead."""
 
     @field_validator("timezone")
     @classmethod
