@@ -4,12 +4,14 @@ catalog that follows GPUStack's tables within seconds."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -95,3 +97,42 @@ async def test_a_user_and_key_added_in_gpustack_count_within_seconds(
     assert await query(url, """
         SELECT user_name, api_key_name, consumer_principal_id, prompt_token_count,
                request_count FROM model_usages""") == [("carol", "carol key", carol_id, 7, 1)]
+
+
+async def test_cumulative_counters_keep_their_state_beside_gpustack_tables(
+    gpustack_db: tuple[str, dict[str, int]], server_factory: type[Server], tmp_path: Path
+) -> None:
+    """A cumulative custom counter: its stream state lives in ``tokenbridge_metric_streams``,
+    so a repeated point counts nothing and a restart between points loses nothing."""
+    url, ids = gpustack_db
+    config = {**CONFIG, "mapping": {"counters": {"app.tokens": "input_token"}}}
+    start = time.time_ns() - 60 * 10**9
+    attrs = [{"key": k, "value": {"stringValue": str(v)}} for k, v in (
+        ("gen_ai.request.model", "qwen3"), ("tokenbridge.model.id", ids["qwen3"]),
+        ("tokenbridge.user.id", ids["alice"]), ("tokenbridge.model_route.id", ids["r_qwen"]))]
+
+    def body(value: int, offset_s: int) -> bytes:
+        point = {"asInt": str(value), "startTimeUnixNano": str(start),
+                 "timeUnixNano": str(start + offset_s * 10**9), "attributes": attrs}
+        return json.dumps({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+            "name": "app.tokens", "sum": {"aggregationTemporality": 2, "isMonotonic": True,
+                                          "dataPoints": [point]}}]}]}]}).encode()  # fmt: skip
+
+    async def send(server: Server, data: bytes) -> None:
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{server.http}/v1/metrics", data=data, headers={"Content-Type": "application/json"}
+        ) as response:
+            assert (response.status, await response.json()) == (200, {})
+
+    server = server_factory(url, tmp_path, config).start()
+    await send(server, body(10, 1))
+    await send(server, body(10, 1))  # the same point again
+    assert server.stop() == 0
+    server = server_factory(url, tmp_path, config).start()
+    await send(server, body(15, 2))
+    assert server.stop() == 0
+    assert await query(url, """SELECT user_id, model_route_name, prompt_token_count
+                               FROM model_usages""") == [(ids["alice"], "qwen3", 15)]
+    assert await query(url, "SELECT prompt_token_count FROM model_usage_details "
+                            "ORDER BY completed_at") == [(10,), (5,)]  # fmt: skip
+    assert await query(url, "SELECT value FROM tokenbridge_metric_streams") == [(15,)]
