@@ -87,7 +87,7 @@ class Supervisor:
 
     def start(self, timeout: float = 60.0) -> None:
         if self._migrate:
-            asyncio.run(_migrate(self.config.database.url))
+            asyncio.run(_migrate(self.config.database.url, self.config.database.layout))
         if self.metrics is not None:
             self.metrics.start()
         self._processes = [self._spawn(i) for i in range(len(self._ready))]
@@ -180,13 +180,17 @@ class Supervisor:
                 self._processes[index] = self._spawn(index)
 
 
-async def _migrate(url: str) -> None:
+async def _migrate(url: str, layout: str) -> None:
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
+    from exporters.sql.gpustack import migrate as gpustack_migrate
 
     engine = create_engine(url)
     try:
-        await migrate.upgrade(engine)
+        if layout == "gpustack":  # GPUStack's schema checked, tokenbridge's tables beside it
+            await gpustack_migrate.upgrade(engine)
+        else:
+            await migrate.upgrade(engine)
     finally:
         await engine.dispose()
 

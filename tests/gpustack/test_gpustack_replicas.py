@@ -1,4 +1,5 @@
-"""Two bridges writing GPUStack's tables at once: every push sent to both, on few merge keys.
+"""Two bridges (one of them two workers) writing GPUStack's tables at once: every push sent to
+both, on few merge keys.
 ``model_usages`` has no unique constraint; the rollup-key table keeps one row per key and
 every token counted once."""
 
@@ -27,7 +28,9 @@ async def test_two_replicas_on_gpustack_tables_count_exactly(
     url, ids = gpustack_db
     config = {"database": {"layout": "gpustack"},
               "commit": {"flush_interval": 0.005, "max_batch": 6}}  # fmt: skip
-    servers = [server_factory(url, tmp_path, config) for _ in range(2)]
+    # One plain process, and one running two workers (its supervisor migrates once).
+    servers = [server_factory(url, tmp_path, config),
+               server_factory(url, tmp_path, config, ["--workers", "2"])]  # fmt: skip
     await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
     at = int(time.time() * 1000)
     routes = [("qwen3", ids["r_qwen"]), ("qwen3:sql-lora", ids["r_lora"])]

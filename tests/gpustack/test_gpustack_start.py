@@ -29,8 +29,9 @@ def serve(*args: str) -> subprocess.CompletedProcess[str]:
                           env=env, cwd=ROOT, timeout=60, check=False)  # fmt: skip
 
 
-async def test_refuses_a_database_without_gpustack_schema(postgres_url: str) -> None:
-    done = serve("--database-url", postgres_url)
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_refuses_a_database_without_gpustack_schema(postgres_url: str, workers: str) -> None:
+    done = serve("--database-url", postgres_url, "--workers", workers)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "tokenbridge: database.layout gpustack: no GPUStack schema in this database (no "
