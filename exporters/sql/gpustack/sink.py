@@ -53,6 +53,14 @@ _ADD = text(
     "CAST(:k AS bigint[]), CAST(:r AS bigint[]), CAST(:rn AS varchar[])) AS v(id, p, c, k, r, rn) "
     "WHERE m.id = v.id RETURNING m.id"
 )
+_LOCK_KEYS = text(
+    "INSERT INTO tokenbridge_rollup_keys (rollup_key, date) "
+    "SELECT k, d FROM unnest(CAST(:keys AS varchar[]), CAST(:dates AS date[])) "
+    "WITH ORDINALITY AS v(k, d, n) ORDER BY n "
+    "ON CONFLICT (rollup_key) DO UPDATE SET rollup_key = excluded.rollup_key "
+    "RETURNING rollup_key, usage_id"
+)
+"""Each key's row inserted or locked, in key order; an existing key returns its row's id."""
 _POINT = text(
     "UPDATE tokenbridge_rollup_keys AS k SET usage_id = v.id "
     "FROM unnest(CAST(:keys AS varchar[]), CAST(:ids AS integer[])) AS v(key, id) "
@@ -64,19 +72,15 @@ _DEDUP = text(
     "AS v(k, n) ORDER BY n ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
 ).bindparams(bindparam("now", type_=DateTime()))
 KEYS_PER_STATEMENT = 5000
-DETAIL_COLUMNS = tuple(c.name for c in t.model_usage_details.c if c.name not in ("id",))
-
-
-async def _copy_details(conn: AsyncConnection, found: list[dict[str, Any]]) -> None:
+async def _copy_details(conn: AsyncConnection, records: list[tuple[Any, ...]]) -> None:
     """Audit rows into ``model_usage_details`` by binary COPY (an insert; GPUStack's own
     defaults, sequence and indexes apply as to any insert)."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     if driver is None or not driver.is_in_transaction():
         raise RuntimeError("audit rows must be written inside the commit transaction")
-    records = [tuple(row.get(c) for c in DETAIL_COLUMNS) for row in found]
     await driver.copy_records_to_table(
-        "model_usage_details", records=records, columns=list(DETAIL_COLUMNS)
+        "model_usage_details", records=records, columns=list(rows.DETAIL_COLUMNS)
     )
 
 
@@ -91,6 +95,7 @@ class GpustackSink:
         self._tz = tz
         self._clock = clock
         self._max_reject_rows = max_reject_rows
+        self._rows = rows.GpustackRows(tz)
 
     async def ping(self) -> bool:
         return await migrate.is_current(self.engine)
@@ -125,8 +130,8 @@ class GpustackSink:
         unique = _first_by_key(reports)
         new = await self._new(conn, unique, now)
         if new:
-            await _copy_details(conn, [rows.detail_row(r, self._tz) for r in new])
-            await self._roll_up(conn, rows.rollups(new, self._tz))
+            await _copy_details(conn, [self._rows.detail(r) for r in new])
+            await self._roll_up(conn, self._rows.rollups(new))
         if work.rejects:
             found = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
             for chunk in chunks(found, len(found[0])):
@@ -151,13 +156,8 @@ class GpustackSink:
         known: dict[str, int] = {}
         for start in range(0, len(ordered), KEYS_PER_STATEMENT):
             part = ordered[start : start + KEYS_PER_STATEMENT]
-            values = insert(t.rollup_keys).values(
-                [{"rollup_key": k, "usage_id": None, "date": found[k].key.date} for k in part]
-            )
-            stmt = values.on_conflict_do_update(
-                index_elements=["rollup_key"], set_={"rollup_key": values.excluded.rollup_key}
-            ).returning(t.rollup_keys.c.rollup_key, t.rollup_keys.c.usage_id)
-            for key, usage_id in await conn.execute(stmt):
+            params = {"keys": part, "dates": [found[k].key.date for k in part]}
+            for key, usage_id in await conn.execute(_LOCK_KEYS, params):
                 if usage_id is not None:
                     known[key] = usage_id
         updated = await self._add(conn, known, found)
