@@ -5,6 +5,10 @@ as the oracle of the seed's rules."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +20,7 @@ from opentelemetry.sdk.trace import Tracer
 
 from tests.gpustack.support import GpuStack, gateway_reports, span_reports
 from tests.otlp_clients import record_spans, send_spans
-from tests.support import Server, query
+from tests.support import ROOT, Server, query
 
 pytestmark = [pytest.mark.gpustack, pytest.mark.postgres]
 
@@ -142,6 +146,18 @@ async def test_gpustack_reads_exactly_what_tokenbridge_wrote(
     ]  # fmt: skip
 
     everything = ["user", "api_key", "route", "date"]
+    # tokenbridge's own report reads GPUStack's table in this layout, rejects included.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENBRIDGE_DATABASE__LAYOUT": "gpustack"}
+    report = subprocess.run(
+        [sys.executable, "-m", "collector", "report", "--database-url", url, "--by", "user_id",
+         "--format", "json"], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert [(r["user_id"], r["prompt_tokens"], r["requests"]) for r in json.loads(report.stdout)
+            ] == [(a, 264, 5), (b, 180, 4)]  # fmt: skip
+    rejected = subprocess.run(
+        [sys.executable, "-m", "collector", "report", "--database-url", url, "--rejects",
+         "--format", "csv"], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert len(rejected.stdout.splitlines()) == 3
+
     read = await asyncio.to_thread(gpustack.run, "read", url, {
         "start": (DAY - timedelta(days=1)).isoformat(),
         "end": (DAY + timedelta(days=1)).isoformat(), "dashboard": True, "views": [
