@@ -30,6 +30,7 @@ from bench.common import drop_all, fresh_postgres, scalar
 from bench.gpustack_env import DEFAULT_VENV, ENV, GpuStack
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.gateway import gateway_report
+from collector.mapping.gpustack_catalog import GpustackCatalog
 from collector.model import (
     UsageReport,
     Work,
@@ -77,7 +78,7 @@ async def tokenbridge(url: str, bodies: list[dict[str, Any]], layout: str) -> tu
         sink: GpustackSink | SqlSink
         if layout == "gpustack":
             await gpustack_migrate.upgrade(engine)
-            catalog = await catalog_source.load(engine)
+            catalog = GpustackCatalog.from_tables(await catalog_source.load(engine))
             items = [catalog.apply(gateway_report(b, mapper, now)) for b in bodies]
             sink = GpustackSink(engine)
         else:

@@ -2,8 +2,9 @@
 
 Pure: the rows come from ``exporters.sql.gpustack.catalog_source`` (``database.layout:
 gpustack``), which reads models, model_routes, model_providers, principals, api_keys and
-clusters every few seconds and installs a new ``GpustackCatalog``. ``apply`` keeps GPUStack's
-rules (``store_usage_metrics``: ``_validate_usage_metric`` and ``_build_metric_snapshot``):
+clusters every few seconds; ``from_tables`` builds a new ``GpustackCatalog`` from them.
+``apply`` keeps GPUStack's rules (``store_usage_metrics``: ``_validate_usage_metric`` and
+``_build_metric_snapshot``):
 
 - a report needs a ``model_id`` or a ``provider_id`` (tokenbridge also takes a report with
   neither when exactly one model has its name: GPUStack drops it);
@@ -22,7 +23,9 @@ report is kept in the reject table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
@@ -81,6 +84,30 @@ class GpustackCatalog:
     def __post_init__(self) -> None:
         for model_id, model in self.models.items():
             self._by_name.setdefault(model.name, []).append(model_id)
+
+    @classmethod
+    def from_tables(cls, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> GpustackCatalog:
+        """From rows of GPUStack's tables (``exporters.sql.gpustack.catalog_source``)."""
+        def rows(name: str) -> Iterable[Mapping[str, Any]]:
+            return tables.get(name, ())
+
+        return cls(
+            models={r["id"]: GsModel(r["name"], frozenset(_texts(r["categories"])),
+                                     r["cluster_id"], r["owner_principal_id"])
+                    for r in rows("models")},
+            routes={r["id"]: GsRoute(r["name"], r["created_model_id"], r["owner_principal_id"])
+                    for r in rows("model_routes")},
+            providers={r["id"]: GsProvider(r["name"], _provider_type(r["config"]),
+                                           frozenset(_model_names(r["models"])),
+                                           r["owner_principal_id"])
+                       for r in rows("model_providers")},
+            principals={r["id"]: GsPrincipal(r["name"], str(r["kind"]).lower())
+                        for r in rows("principals")},
+            api_keys={r["access_key"]: GsApiKey(r["id"], r["name"], bool(r["is_custom"]),
+                                                r["owner_principal_id"])
+                      for r in rows("api_keys")},
+            clusters={r["id"]: r["name"] for r in rows("clusters")},
+        )  # fmt: skip
 
     def apply(self, report: UsageReport) -> UsageReport:
         """The report checked as GPUStack 2.3 checks it, with its snapshots. Raises
@@ -188,3 +215,20 @@ def _principal_id(user_id: str | None) -> int | None:
         return int(user_id)
     except ValueError:
         raise BadValue(f"gpustack: user {user_id!r} not found in principals") from None
+
+
+def _texts(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _model_names(value: Any) -> list[str]:
+    """Provider models: a JSON list of objects with a ``name`` (or of plain names)."""
+    if not isinstance(value, list):
+        return []
+    names = [v.get("name") if isinstance(v, dict) else v for v in value]
+    return [n for n in names if isinstance(n, str)]
+
+
+def _provider_type(config: Any) -> str | None:
+    kind = config.get("type") if isinstance(config, dict) else None
+    return kind if isinstance(kind, str) else None

@@ -20,6 +20,7 @@ from collector.credentials import Credentials
 from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
+from collector.mapping.gpustack_catalog import GpustackCatalog
 from collector.mapping.points import MetricRules
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
@@ -209,9 +210,12 @@ class Service:
             await gpustack_migrate.check(conn)
         if self.config.database.migrate_on_start:
             await gpustack_migrate.upgrade(self.engine)
-        self.ingest.use_catalog(await catalog_source.load(self.engine))
+        def install(tables: catalog_source.CatalogRows) -> None:
+            self.ingest.use_catalog(GpustackCatalog.from_tables(tables))
+
+        install(await catalog_source.load(self.engine))
         self._watching = asyncio.create_task(catalog_source.refresh(
-            self.engine, self.config.database.catalog_refresh, self.ingest.use_catalog))
+            self.engine, self.config.database.catalog_refresh, install))
 
     async def shutdown(self) -> None:
         """Stop intake, let requests in flight commit, close. Idempotent."""

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 from collector.aggregation.fingerprint import digest
+
 from collector.aggregation.rules import resolve_tokens, usage_instant_ms
 from collector.model import UsageReport
 from exporters.sql.gpustack.tables import OPERATION_NAMES
