@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
-from collector.aggregation.fingerprint import digest
-
 from collector.aggregation.rules import resolve_tokens, usage_instant_ms
-from collector.model import UsageReport
+from collector.model import UsageReport, digest
 from exporters.sql.gpustack.tables import OPERATION_NAMES
 from exporters.sql.rows import RowBuilder
 

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 import aiohttp
 import grpc
-from collector.aggregation.fingerprint import digest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from collector.model import digest
 
 MODELS = ("model-a", "model-b", "model-c")
 USERS = ("user-1", "user-2")
