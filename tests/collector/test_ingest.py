@@ -13,7 +13,7 @@ from collector.decode.items import SpanItem
 from collector.ingest import YIELD_EVERY, Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.model import Encoding, Signal
+from collector.model import Encoding, Signal, digest
 from tests.fakes import ManualClock, RecordingSink, fixed_clock
 
 
@@ -64,4 +64,5 @@ async def test_every_signal_answers_its_counts_in_its_encoding() -> None:
     answer = await ingest.export(Signal.TRACES, Encoding.JSON, json.dumps(doc).encode())
     assert json.loads(answer) == {}  # nothing rejected: no partialSuccess
     await commit.shutdown()
-    assert sink.batches == [["gw:r1"], [f"{'01' * 16}/{'02' * 8}"]] and sink.rejects == 1
+    pushed = "gw:" + digest({"model": "m", "input_token": 3, "request_id": "r1"})
+    assert sink.batches == [[pushed], [f"{'01' * 16}/{'02' * 8}"]] and sink.rejects == 1

@@ -92,7 +92,6 @@ class GpustackSink:
         max_reject_rows: int = 100_000,
     ) -> None:  # fmt: skip
         self.engine = engine
-        self._tz = tz
         self._clock = clock
         self._max_reject_rows = max_reject_rows
         self._rows = rows.GpustackRows(tz)
