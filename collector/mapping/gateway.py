@@ -26,13 +26,13 @@ _IDS = ("model_id", "provider_id", "model_route_id", "cluster_id")
 _TEXTS = ("provider_name", "provider_type", "user_id", "access_key", "organization_id")
 
 
-def gateway_report(item: Any, mapper: FieldMapper, received_at: int) -> UsageReport | None:
-    """The push's report, or None when it carries no usage. Raises ``BadValue``."""
-    if not isinstance(item, dict):
-        raise BadValue(f"expected an object, got {type(item).__name__}")
+def gateway_report(item: dict[str, Any], mapper: FieldMapper, received_at: int) -> UsageReport:
+    """The push's report. Raises ``BadValue``."""
     model = item.get("model")
     if model is None or model == "":
         raise BadValue("model: missing")
+    if not isinstance(model, str):
+        raise BadValue(f"model: expected a string, got {type(model).__name__}")
     fields: dict[str, Any] = {"model": as_text("model", model)}
     for name in _COUNTS:
         if item.get(name) is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from collector.config import CommitConfig, Config, ConfigError, LimitsConfig, load
+from collector.config import CommitConfig, Config, ConfigError, LimitsConfig, SourcesConfig, load
 from collector.mapping.limits import Limits
 
 
@@ -40,3 +41,11 @@ def test_gpustack_layout_refuses_a_yaml_catalog_and_unknown_layouts() -> None:
     config = load(environ={"TOKENBRIDGE_DATABASE__LAYOUT": "gpustack"})
     assert (config.database.layout, config.database.catalog_refresh) == ("gpustack", 2.0)
     assert config.aggregation.extra_dimensions == ("model_route_id", "organization_id")
+
+
+def test_genai_metrics_is_auto_by_default_and_takes_a_flag_or_auto_only() -> None:
+    assert Config().sources.genai_metrics == "auto"
+    assert [SourcesConfig(genai_metrics=v).genai_metrics for v in ("auto", True, False)] == [
+        "auto", True, False]  # fmt: skip
+    with pytest.raises(ValidationError, match="expected auto, true or false, got 'maybe'"):
+        SourcesConfig(genai_metrics="maybe")

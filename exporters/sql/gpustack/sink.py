@@ -1,6 +1,8 @@
 """The SQL sink of ``database.layout: gpustack``: GPUStack 2.3's own usage tables, exact.
 
 One transaction per group commit, every step in key order (replicas lock in one order):
+0. the source rule decides which usage spans and GenAI metric points count
+   (``exporters.sql.sources`` against ``tokenbridge_producer_sources``);
 1. cumulative samples become deltas against ``tokenbridge_metric_streams``;
 2. each report's idempotency key is inserted into ``tokenbridge_dedup_keys`` ``ON CONFLICT DO
    NOTHING RETURNING``: only the keys actually inserted count, so a resend, or one report sent
@@ -31,9 +33,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.errors import RetryableError
-from collector.model import Committed, UsageReport, Work
+from collector.model import Committed, PointSample, UsageReport, Work
 from exporters.sql import rejects as reject_table
-from exporters.sql import streams
+from exporters.sql import sources, streams
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.gpustack import migrate, rows
 from exporters.sql.gpustack import tables as t
@@ -104,7 +106,7 @@ class GpustackSink:
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 async with self.engine.begin() as conn:
-                    reports, duplicates = await self._write(conn, work)
+                    reports, duplicates, ruled = await self._write(conn, work)
                 break
             except exc.DBAPIError as error:
                 if is_conflict(error) and attempt < CONFLICT_RETRIES:
@@ -119,13 +121,28 @@ class GpustackSink:
                 raise RetryableError(f"database unavailable: {_describe(error)}") from error
         seconds = time.perf_counter() - started
         accepted = len(work.reports) + len(work.samples)
+        if ruled is not None:
+            accepted += ruled.accepted
+            for tally, reason, items in ruled.ignored:  # committed: now tell each request
+                tally[reason] += items
         return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
 
-    async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
+    async def _write(
+        self, conn: AsyncConnection, work: Work
+    ) -> tuple[list[UsageReport], int, sources.Ruled | None]:
         now = self._now()
         reports = list(work.reports)
-        if work.samples:
-            reports.extend(await streams.deltas(conn, insert, work.samples, now, t.metric_streams))
+        samples: Sequence[PointSample] = work.samples
+        ruled = None
+        if work.producers:  # producer rows are locked before stream rows
+            ruled = await sources.apply(conn, insert, work.producers, now, t.producer_sources)
+            reports.extend(ruled.reports)
+            samples = [*samples, *ruled.samples]
+        if samples or (ruled is not None and ruled.muted):
+            muted = ruled.muted if ruled is not None else ()
+            reports.extend(
+                await streams.deltas(conn, insert, samples, now, muted, t.metric_streams)
+            )
         unique = _first_by_key(reports)
         new = await self._new(conn, unique, now)
         if new:
@@ -137,7 +154,7 @@ class GpustackSink:
                 stmt = insert(t.rejects).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
             await reject_table.prune(conn, self._max_reject_rows, t.rejects)
-        return new, len(reports) - len(new)
+        return new, len(reports) - len(new), ruled
 
     async def _new(
         self, conn: AsyncConnection, reports: list[UsageReport], now: datetime

@@ -12,8 +12,8 @@ reads from the catalog tables. It is never created, altered or migrated by token
   ``model_usages`` has no unique constraint; inserting the digest ``ON CONFLICT`` first makes
   concurrent replicas meet on one row (the second waits for the first's commit), then the
   rollup is added to by id;
-- ``tokenbridge_metric_streams``, ``tokenbridge_rejects``: as ``metric_streams`` and
-  ``usage_rejects`` of the tokenbridge layout.
+- ``tokenbridge_metric_streams``, ``tokenbridge_producer_sources``, ``tokenbridge_rejects``: as
+  ``metric_streams``, ``producer_sources`` and ``usage_rejects`` of the tokenbridge layout.
 """
 
 from __future__ import annotations
@@ -157,6 +157,19 @@ metric_streams = Table(
     Column("updated_at", DateTime, nullable=False),
     Index("ix_tokenbridge_metric_streams_updated_at", "updated_at"),
 )
+
+producer_sources = Table(
+    "tokenbridge_producer_sources",
+    BOOKKEEPING,
+    Column("producer_key", String(32), primary_key=True),
+    Column("service_namespace", String(255)),
+    Column("service_name", String(255)),
+    Column("service_instance_id", String(255)),
+    Column("spans", Boolean, nullable=False),
+    Column("metrics_until", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+"""As ``producer_sources``: which signal of each producer counts (the source rule)."""
 
 rejects = Table(
     "tokenbridge_rejects",

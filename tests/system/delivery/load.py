@@ -74,8 +74,7 @@ async def wait_acks(tally: Tally, count: int, timeout: float) -> None:
 
 
 def dedup_key(it: Item) -> str:
-    """The idempotency key the bridge stores for ``it`` (digest of the gateway object, or
-    span ids)."""
+    """The idempotency key the bridge stores for ``it`` (gateway body digest, or span ids)."""
     if it.key.startswith("grpc"):
         trace = hashlib.blake2b(it.key.encode(), digest_size=16).hexdigest()
         return f"{trace}/{hashlib.blake2b(it.key.encode(), digest_size=8).hexdigest()}"

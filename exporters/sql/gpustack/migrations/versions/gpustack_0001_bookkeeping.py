@@ -40,6 +40,16 @@ def upgrade() -> None:
     op.create_index("ix_tokenbridge_metric_streams_updated_at", "tokenbridge_metric_streams",
                     ["updated_at"])
     op.create_table(
+        "tokenbridge_producer_sources",
+        sa.Column("producer_key", sa.String(length=32), primary_key=True),
+        sa.Column("service_namespace", sa.String(length=255), nullable=True),
+        sa.Column("service_name", sa.String(length=255), nullable=True),
+        sa.Column("service_instance_id", sa.String(length=255), nullable=True),
+        sa.Column("spans", sa.Boolean(), nullable=False),
+        sa.Column("metrics_until", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+    )
+    op.create_table(
         "tokenbridge_rejects",
         sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True),
         sa.Column("reject_key", sa.String(length=32), nullable=False, unique=True),
@@ -54,6 +64,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("tokenbridge_rejects")
+    op.drop_table("tokenbridge_producer_sources")
     op.drop_table("tokenbridge_metric_streams")
     op.drop_table("tokenbridge_rollup_keys")
     op.drop_table("tokenbridge_dedup_keys")
