@@ -10,6 +10,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
+from exporters.sql.money import text, to_amount
 
 GROUPABLE = (
     "date",
@@ -33,6 +34,7 @@ SUMS = {
     "reasoning_tokens": "completion_reasoning_token_count",
     "requests": "request_count",
     "estimated_requests": "estimated_request_count",
+    "unpriced_requests": "unpriced_request_count",
 }
 
 
@@ -40,8 +42,10 @@ async def usage(
     engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str],
     t: Table = schema.model_usages,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion.
-    ``t``: the layout's rollup table (GPUStack's ``model_usages`` has fewer columns)."""
+    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion, ``cost``
+    the exact sum of the priced requests' cost as decimal text (empty when none was priced)
+    beside ``unpriced_requests``. ``t``: the layout's rollup table (GPUStack's
+    ``model_usages`` has fewer columns, and no cost)."""
     groupable = [c for c in (*GROUPABLE, "consumer_principal_id") if c in t.c]
     unknown = [column for column in by if column not in groupable]
     if unknown:
@@ -52,15 +56,23 @@ async def usage(
     total = (func.sum(t.c.prompt_token_count) + func.sum(t.c.completion_token_count)).label(
         "total_tokens"
     )
-    query = select(*keys, *sums[:2], total, *sums[2:]).group_by(*keys).order_by(*keys)
+    priced = "cost" in t.c
+    cost = [func.sum(t.c.cost).label("cost")] if priced else []
+    query = select(*keys, *sums[:2], total, *sums[2:], *cost).group_by(*keys).order_by(*keys)
     if start is not None:
         query = query.where(t.c.date >= start)
     if end is not None:
         query = query.where(t.c.date <= end)
+    dialect = engine.dialect.name
     async with engine.connect() as conn:
         result = await conn.execute(query)
-        rows = [tuple(_plain(v) for v in row) for row in result]
-    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(present)[2:]]
+        if priced:
+            rows = [(*(_plain(v) for v in row[:-1]), text(to_amount(dialect, row[-1])))
+                    for row in result]  # fmt: skip
+        else:
+            rows = [tuple(_plain(v) for v in row) for row in result]
+    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(present)[2:],
+             *(["cost"] if priced else [])]  # fmt: skip
     return names, [row for row in rows if any(v is not None for v in row[len(by):])]
 
 
