@@ -11,21 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
 from exporters.sql.money import text, to_amount
+from exporters.sql.rows import IDENTITY_COLUMNS
 
-GROUPABLE = (
-    "date",
-    "model_id",
-    "model_name",
-    "provider_id",
-    "provider_name",
-    "provider_type",
-    "user_id",
-    "user_name",
-    "access_key",
-    "operation",
-    "model_route_id",
-    "organization_id",
-)
+GROUPABLE = IDENTITY_COLUMNS
+"""Every identity column of ``model_usages`` (the rollup key's and the catalog's names)."""
 SUMS = {
     "prompt_tokens": "prompt_token_count",
     "completion_tokens": "completion_token_count",
@@ -49,7 +38,8 @@ async def usage(
     groupable = [c for c in (*GROUPABLE, "consumer_principal_id") if c in t.c]
     unknown = [column for column in by if column not in groupable]
     if unknown:
-        raise ValueError(f"cannot group by {unknown}; choose from {', '.join(groupable)}")
+        raise ValueError(f"--by: cannot group by {', '.join(unknown)}; choose from "
+                         f"{', '.join(groupable)}")
     keys = [t.c[column] for column in by]
     present = {name: column for name, column in SUMS.items() if column in t.c}
     sums = [func.sum(t.c[column]).label(name) for name, column in present.items()]

@@ -34,7 +34,7 @@ async def test_refuses_a_database_without_gpustack_schema(postgres_url: str, wor
     done = serve("--database-url", postgres_url, "--workers", workers)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "tokenbridge: database.layout gpustack: no GPUStack schema in this database (no "
+        "tokenbridge: error: database.layout gpustack: no GPUStack schema in this database (no "
         "alembic_version table); point database.url at GPUStack's database, or start GPUStack "
         "once to create it")
     assert "Traceback" not in done.stderr
@@ -53,7 +53,7 @@ async def test_refuses_an_unsupported_gpustack_revision(
     done = serve("--database-url", url)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "tokenbridge: database.layout gpustack: GPUStack schema revision b1c2d3e4f5a6 is not "
+        "tokenbridge: error: database.layout gpustack: GPUStack schema revision b1c2d3e4f5a6 is not "
         "supported (supported: a7e2c9d4f681 (GPUStack 2.3))")
     assert await query(url, "SELECT count(*) FROM information_schema.tables "
                             "WHERE table_name LIKE 'tokenbridge%'") == [(0,)]  # fmt: skip
@@ -63,7 +63,7 @@ def test_refuses_sqlite(tmp_path: Path) -> None:
     done = serve("--database-url", f"sqlite:///{tmp_path / 'gpustack.db'}")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "tokenbridge: database.layout gpustack needs GPUStack's PostgreSQL database "
+        "tokenbridge: error: database.layout gpustack needs GPUStack's PostgreSQL database "
         "(database.url is sqlite)")
 
 
