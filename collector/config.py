@@ -57,6 +57,11 @@ URL_HELP = "use postgresql://user:password@host:5432/db or sqlite:///path/to/fil
 class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///tokenbridge.db"
     """``postgresql://user:password@host:5432/db`` or ``sqlite:///path/to/file.db``."""
+    layout: Literal["tokenbridge", "gpustack"] = "tokenbridge"
+    """``gpustack``: write GPUStack 2.3's own ``model_usages`` and ``model_usage_details`` in
+    its (PostgreSQL) database and read its catalog tables; bookkeeping in ``tokenbridge_*``."""
+    catalog_refresh: float = Field(2.0, gt=0)
+    """``gpustack`` layout: seconds between reads of GPUStack's catalog tables."""
     migrate_on_start: bool = True
     pool_size: int = Field(5, ge=1)
     connect_timeout: float = Field(5.0, gt=0)
@@ -79,9 +84,13 @@ class DatabaseConfig(Section):
 
 class AggregationConfig(Section):
     timezone: str = "UTC"
+    """The zone of a rollup's day: the equivalent of GPUStack's ``GPUSTACK_TIMEZONE`` (set
+    both alike when GPUStack's views read tokenbridge's rows)."""
     bytes_per_input_token: int = 4
     tokens_per_output_chunk: int = 1
-    extra_dimensions: tuple[str, ...] = ()
+    extra_dimensions: tuple[str, ...] = ("model_route_id", "organization_id")
+    """Added to the seed's rollup key: GPUStack 2.3 keys on both (``[]``: the seed's key).
+    The GPUStack layout always merges on GPUStack's own database key instead."""
 
     @field_validator("timezone")
     @classmethod
@@ -356,6 +365,13 @@ class Config(Section):
     tls: TlsConfig = TlsConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _one_catalog(self) -> Config:
+        if self.database.layout == "gpustack" and self.catalog is not None:
+            raise ValueError("catalog: not used with database.layout gpustack (GPUStack's "
+                             "own tables are the catalog); remove the catalog section")
+        return self
 
 
 class ConfigError(Exception):

@@ -32,7 +32,7 @@ from collector.decode import wire
 from collector.decode.items import PointItem, SpanItem, Unread
 from collector.decode.reencode import item_json
 from collector.errors import Kind, PermanentError
-from collector.mapping.catalog import Catalog
+from collector.mapping.catalog import ReportCatalog
 from collector.mapping.fields import FieldMapper
 from collector.mapping.gateway import gateway_report
 from collector.mapping.limits import Limits, check_attributes, check_report
@@ -80,7 +80,7 @@ class Ingest:
         commit: Commit,
         sources: SourcesConfig = DEFAULT_SOURCES,
         clock: Callable[[], float] = time.time,
-        catalog: Catalog | None = None,
+        catalog: ReportCatalog | None = None,
         limits: Limits = DEFAULT_LIMITS,
         on_ignored: IgnoredListener | None = None,
     ) -> None:
@@ -153,8 +153,9 @@ class Ingest:
             del self._producers[id(work)]
         return work
 
-    def use_catalog(self, catalog: Catalog) -> None:
-        """Check and name reports with ``catalog`` from now on (a reloaded file)."""
+    def use_catalog(self, catalog: ReportCatalog) -> None:
+        """Check and name reports with ``catalog`` from now on (a reloaded file, a fresh read
+        of GPUStack's tables)."""
         self._catalog = catalog
 
     def _span(self, span: SpanItem, now: int, work: Work) -> None:

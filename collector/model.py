@@ -114,6 +114,12 @@ class UsageReport(NamedTuple):
     api_key_is_custom: bool | None = None
     model_route_name: str | None = None
     cluster_name: str | None = None
+    # GPUStack 2.3's tenant snapshots (``database.layout: gpustack``): the owner of the model,
+    # provider or route called, and the consumer billed (key owner, organization, or caller).
+    owner_principal_id: int | None = None
+    consumer_principal_id: int | None = None
+    consumer_name: str | None = None
+    consumer_principal_kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
