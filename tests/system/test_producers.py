@@ -1,0 +1,150 @@
+"""Real output of the instrumentation libraries people use, through ``tokenbridge serve``.
+
+Each fixture is one recorded export of a library (``tests/fixtures/record.py``) for calls to a
+local mock API whose usage is fixed: OpenAI chat 1200 prompt tokens (1024 cached), 50
+completion (20 reasoning); embeddings 8; text completion 7 + 9; Anthropic messages 12 uncached
++ 4000 cache-read + 300 cache-write input, 80 output. The rows must say exactly that, whatever
+the library, except where the library itself lost a count (noted per row).
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import producer_fixtures
+from tests.support import Server, free_port, query
+
+Row = tuple[str, str, int, int, int, int, int]
+CHAT = ("gpt-4o-mini", "chat_completion", 1200, 50, 1024, 0, 20)
+CHAT_NO_REASONING = ("gpt-4o-mini", "chat_completion", 1200, 50, 1024, 0, 0)
+EMBED = ("text-embedding-3-small", "embedding", 8, 0, 0, 0, 0)
+CLAUDE = ("claude-sonnet-4-5", "chat_completion", 4312, 80, 4000, 300, 0)
+
+# fixture -> (rows in call order, ignored spans)
+EXPECTED: dict[str, tuple[list[Row], int]] = {
+    # openai-v2 reports neither cached nor reasoning tokens.
+    "openai-v2-2.4b0/openai": ([("gpt-4o-mini", "chat_completion", 1200, 50, 0, 0, 0)] * 2
+                               + [EMBED], 0),
+    # Streamed: no reasoning count.
+    "openllmetry-0.62.4/openai": ([CHAT, CHAT_NO_REASONING, EMBED], 0),
+    # The Anthropic SDK's own spans (ignored) beside OpenLLMetry's; OpenLLMetry's streamed
+    # output adds message_start's output_tokens (1) to the final 80.
+    "openllmetry-0.62.4/anthropic": (
+        [CLAUDE, ("claude-sonnet-4-5", "chat_completion", 4312, 81, 4000, 300, 0)], 2),
+    # OpenInference names the response model on OpenAI chat spans.
+    "openinference-0.1.66/openai": (
+        [("gpt-4o-mini-2024-07-18", "chat_completion", 1200, 50, 1024, 0, 20)] * 2 + [EMBED], 0),
+    "openinference-0.1.66/anthropic": ([CLAUDE, CLAUDE], 2),
+    # httpx client spans are not usage; no reasoning count.
+    "openlit-1.45.0/openai": ([CHAT_NO_REASONING, CHAT_NO_REASONING, EMBED], 3),
+    # Input without cache, corrected; the streamed call reports no cache at all.
+    "openlit-1.45.0/anthropic": (
+        [CLAUDE, ("claude-sonnet-4-5", "chat_completion", 12, 80, 0, 0, 0)], 2),
+    # The span of a streamed request ends before its stream: its usage is on the log span.
+    "logfire-5.4.0/openai": ([CHAT_NO_REASONING, CHAT_NO_REASONING, EMBED], 1),
+    "logfire-5.4.0/anthropic": ([CLAUDE, CLAUDE], 1),
+    # completion, embedding, text_completion, acompletion, aembedding; raw_gen_ai_request
+    # children are not usage.
+    "litellm-1.110.2/openai": ([
+        CHAT, EMBED, ("gpt-3.5-turbo-instruct", "completion", 7, 9, 0, 0, 0), CHAT, EMBED,
+    ], 5),
+}  # fmt: skip
+
+DETAILS = """
+    SELECT model_name, operation, prompt_token_count, completion_token_count,
+           prompt_cached_token_count, prompt_cache_write_token_count,
+           completion_reasoning_token_count
+    FROM model_usage_details ORDER BY started_at, dedup_key
+"""
+
+
+def test_every_recorded_fixture_has_an_expectation() -> None:
+    assert sorted(EXPECTED) == producer_fixtures.all_names()
+    for name in EXPECTED:
+        fixture = producer_fixtures.load(name)
+        library, version = name.split("/")[0].rsplit("-", 1)
+        assert (fixture["library"], fixture["version"]) == (library, version)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if not sample.labels}  # fmt: skip
+
+
+async def _post(url: str, **kwargs: Any) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.post(url, **kwargs) as response:
+        assert response.status == 200, await response.text()
+        return dict(await response.json()) if response.content_type == "application/json" else {}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_recorded_spans_store_what_the_calls_used(
+    name: str, sqlite_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    fixture = producer_fixtures.load(name)
+    rows, ignored = EXPECTED[name]
+    sent = len(producer_fixtures.spans(fixture))
+    assert sent == len(rows) + ignored
+    port = free_port()
+    server = server_factory(sqlite_url, tmp_path, {"metrics": {"port": port}}).start()
+    # As an OTLP/HTTP JSON exporter sends it, then again as protobuf: counted once.
+    answer = await _post(f"{server.http}/v1/traces", json=fixture["traces"])
+    assert answer == {}, answer  # no partial_success: nothing rejected
+    counts = _scrape(port)
+    assert counts["tokenbridge_reports_accepted_total"] == len(rows)
+    assert counts["tokenbridge_reports_rejected_total"] == 0
+    assert sent - len(rows) == ignored
+    body = producer_fixtures.protobuf_traces(fixture).SerializeToString()
+    await _post(f"{server.http}/v1/traces", data=body,
+                headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+    counts = _scrape(port)
+    assert counts["tokenbridge_reports_deduplicated_total"] == len(rows)
+    assert counts["tokenbridge_reports_committed_total"] == len(rows)
+    assert await query(sqlite_url, DETAILS) == rows
+
+
+async def test_all_producers_on_postgresql_and_sqlite(
+    database_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    server = server_factory(database_url, tmp_path).start()
+    for name in sorted(EXPECTED):
+        await _post(f"{server.http}/v1/traces", json=producer_fixtures.load(name)["traces"])
+    totals = await query(database_url, """
+        SELECT model_name, operation, SUM(prompt_token_count), SUM(completion_token_count),
+               SUM(prompt_cached_token_count), SUM(prompt_cache_write_token_count),
+               SUM(request_count)
+        FROM model_usages GROUP BY model_name, operation ORDER BY model_name, operation""")
+    assert [tuple(int(v) if not isinstance(v, str) else v for v in row) for row in totals] == [
+        ("claude-sonnet-4-5", "chat_completion", 7 * 4312 + 12, 8 * 80 + 1, 7 * 4000, 7 * 300, 8),
+        ("gpt-3.5-turbo-instruct", "completion", 7, 9, 0, 0, 1),
+        ("gpt-4o-mini", "chat_completion", 10 * 1200, 10 * 50, 8 * 1024, 0, 10),
+        ("gpt-4o-mini-2024-07-18", "chat_completion", 2400, 100, 2048, 0, 2),
+        ("text-embedding-3-small", "embedding", 7 * 8, 0, 0, 0, 7),
+    ]  # fmt: skip
+
+
+async def test_a_configured_rule_replaces_the_default_one(
+    sqlite_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    """Without its correction, OpenLIT's Anthropic input is stored as sent (12), and the
+    Anthropic SDK's own spans count once the rule ignoring them is replaced."""
+    server = server_factory(sqlite_url, tmp_path, {"mapping": {"producer_rules": [
+        {"scope": "openlit.instrumentation.anthropic"},
+        {"scope": "com.anthropic.sdk.python"},
+    ]}}).start()  # fmt: skip
+    for name in ("openlit-1.45.0/anthropic", "openinference-0.1.66/anthropic"):
+        await _post(f"{server.http}/v1/traces", json=producer_fixtures.load(name)["traces"])
+    assert await query(sqlite_url, DETAILS) == [
+        # OpenInference's span wraps the SDK's (recorded first): each call now counts twice.
+        CLAUDE, CLAUDE, CLAUDE, CLAUDE,
+        ("claude-sonnet-4-5", "chat_completion", 12, 80, 4000, 300, 0),
+        ("claude-sonnet-4-5", "chat_completion", 12, 80, 0, 0, 0),
+    ]
