@@ -148,3 +148,58 @@ async def test_a_configured_rule_replaces_the_default_one(
         ("claude-sonnet-4-5", "chat_completion", 12, 80, 4000, 300, 0),
         ("claude-sonnet-4-5", "chat_completion", 12, 80, 0, 0, 0),
     ]
+
+
+# fixture -> rollups from its GenAI metrics alone: (model, operation, prompt, completion,
+# requests). No library puts cached tokens on its metrics.
+METRIC_ROLLUPS: dict[str, list[tuple[str, str | None, int, int, int]]] = {
+    # The streamed call records no gen_ai.client.token.usage point at all.
+    "openai-v2-2.4b0/openai": [("gpt-4o-mini", "chat_completion", 1200, 50, 1),
+                               ("text-embedding-3-small", "embedding", 8, 0, 1)],
+    # Only the response model on the points.
+    "openllmetry-0.62.4/openai": [("gpt-4o-mini-2024-07-18", "chat_completion", 2400, 100, 2),
+                                  ("text-embedding-3-small", "embedding", 8, 0, 1)],
+    # No operation name on the Anthropic points; input includes the cache (2 x 4312).
+    "openllmetry-0.62.4/anthropic": [("claude-sonnet-4-5-20250929", None, 8624, 161, 2)],
+    "openlit-1.45.0/openai": [("gpt-4o-mini", "chat_completion", 2400, 100, 2),
+                              ("text-embedding-3-small", "embedding", 8, 0, 1)],
+    # OpenLIT's Anthropic input leaves the cache out here too, and the points carry no cache
+    # counts to correct it with: 2 x 12 instead of 2 x 4312. Count OpenLIT from its spans.
+    "openlit-1.45.0/anthropic": [("claude-sonnet-4-5", "chat_completion", 24, 160, 2)],
+}  # fmt: skip
+SPANS_ONLY = {"openinference-0.1.66/openai", "openinference-0.1.66/anthropic",
+              "logfire-5.4.0/openai", "logfire-5.4.0/anthropic", "litellm-1.110.2/openai"}
+
+
+def test_which_producers_send_genai_metrics() -> None:
+    for name in EXPECTED:
+        names = {m["name"] for rm in producer_fixtures.load(name)["metrics"].get(
+            "resourceMetrics", []) for sm in rm["scopeMetrics"] for m in sm["metrics"]}
+        assert ("gen_ai.client.token.usage" in names) == (name not in SPANS_ONLY), name
+    assert sorted(METRIC_ROLLUPS) == sorted(set(EXPECTED) - SPANS_ONLY)
+
+
+@pytest.mark.parametrize("name", sorted(METRIC_ROLLUPS))
+async def test_recorded_metrics_alone(
+    name: str, sqlite_url: str, server_factory: type[Server], tmp_path: Path
+) -> None:
+    port = free_port()
+    server = server_factory(sqlite_url, tmp_path, {
+        "sources": {"spans": False, "genai_metrics": True}, "metrics": {"port": port}}).start()
+    fixture = producer_fixtures.load(name)
+    points = sum(len(m["histogram"]["dataPoints"])
+                 for rm in fixture["metrics"]["resourceMetrics"] for sm in rm["scopeMetrics"]
+                 for m in sm["metrics"] if m["name"] == "gen_ai.client.token.usage")
+    # OTLP/JSON, then the same cumulative points again as protobuf: a repeat adds nothing.
+    assert await _post(f"{server.http}/v1/metrics", json=fixture["metrics"]) == {}
+    body = producer_fixtures.protobuf_metrics(fixture).SerializeToString()
+    await _post(f"{server.http}/v1/metrics", data=body,
+                headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+    counts = _scrape(port)
+    # Each point of each send is a cumulative sample read; the repeat yields zero deltas.
+    assert counts["tokenbridge_reports_accepted_total"] == 2 * points
+    assert counts["tokenbridge_reports_rejected_total"] == 0
+    rollups = await query(sqlite_url, """
+        SELECT model_name, operation, prompt_token_count, completion_token_count, request_count
+        FROM model_usages ORDER BY model_name""")
+    assert rollups == METRIC_ROLLUPS[name]
