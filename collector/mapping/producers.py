@@ -160,6 +160,7 @@ _USAGE_KEYS = {
     "cached_tokens": "input_cached_token",
     "cache_read_input_tokens": "input_cached_token",
     "cache_creation_input_tokens": "cache_write_input_token",
+    "cache_write_tokens": "cache_write_input_token",
     "reasoning_tokens": "reasoning_output_token",
 }
 _USAGE_COUNT = re.compile("[\"'](" + "|".join(_USAGE_KEYS) + r")[\"']\s*:\s*(\d{1,18})\b")

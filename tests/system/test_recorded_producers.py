@@ -54,6 +54,8 @@ EXPECTED: dict[str, tuple[list[Row], int]] = {
     "litellm-1.110.2/openai": ([
         CHAT, EMBED, ("gpt-3.5-turbo-instruct", "completion", 7, 9, 0, 0, 0), CHAT, EMBED,
     ], 5),
+    # completion, acompletion: input includes the cache; cache counts from the usage object.
+    "litellm-1.110.2/anthropic": ([CLAUDE, CLAUDE], 2),
 }  # fmt: skip
 
 DETAILS = """
@@ -123,7 +125,8 @@ async def test_all_producers_on_postgresql_and_sqlite(
                SUM(request_count)
         FROM model_usages GROUP BY model_name, operation ORDER BY model_name, operation""")
     assert [tuple(int(v) if not isinstance(v, str) else v for v in row) for row in totals] == [
-        ("claude-sonnet-4-5", "chat_completion", 7 * 4312 + 12, 8 * 80 + 1, 7 * 4000, 7 * 300, 8),
+        ("claude-sonnet-4-5", "chat_completion", 9 * 4312 + 12, 10 * 80 + 1, 9 * 4000, 9 * 300,
+         10),
         ("gpt-3.5-turbo-instruct", "completion", 7, 9, 0, 0, 1),
         ("gpt-4o-mini", "chat_completion", 10 * 1200, 10 * 50, 8 * 1024, 0, 10),
         ("gpt-4o-mini-2024-07-18", "chat_completion", 2400, 100, 2048, 0, 2),
@@ -168,7 +171,8 @@ METRIC_ROLLUPS: dict[str, list[tuple[str, str | None, int, int, int]]] = {
     "openlit-1.45.0/anthropic": [("claude-sonnet-4-5", "chat_completion", 24, 160, 2)],
 }  # fmt: skip
 SPANS_ONLY = {"openinference-0.1.66/openai", "openinference-0.1.66/anthropic",
-              "logfire-5.4.0/openai", "logfire-5.4.0/anthropic", "litellm-1.110.2/openai"}
+              "logfire-5.4.0/openai", "logfire-5.4.0/anthropic", "litellm-1.110.2/openai",
+              "litellm-1.110.2/anthropic"}
 
 
 def test_which_producers_send_genai_metrics() -> None:
