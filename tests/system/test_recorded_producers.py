@@ -15,6 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import producer_fixtures
@@ -82,9 +87,25 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 async def _post(url: str, **kwargs: Any) -> dict[str, Any]:
+    """POST OTLP/JSON; the answer (``{}``: nothing rejected)."""
     async with aiohttp.ClientSession() as http, http.post(url, **kwargs) as response:
         assert response.status == 200, await response.text()
-        return dict(await response.json()) if response.content_type == "application/json" else {}
+        assert response.content_type == "application/json"
+        return dict(await response.json())
+
+
+async def _post_protobuf(url: str, request: Message) -> int:
+    """POST an OTLP protobuf request; how many items its answer says were rejected."""
+    headers = {"Content-Type": "application/x-protobuf"}
+    async with aiohttp.ClientSession() as http, http.post(
+        url, data=request.SerializeToString(), headers=headers
+    ) as response:
+        assert response.status == 200, await response.text()
+        body = await response.read()
+    if url.endswith("/v1/traces"):
+        traces = ExportTraceServiceResponse.FromString(body)
+        return int(traces.partial_success.rejected_spans)
+    return int(ExportMetricsServiceResponse.FromString(body).partial_success.rejected_data_points)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -104,9 +125,8 @@ async def test_recorded_spans_store_what_the_calls_used(
     assert counts["tokenbridge_reports_accepted_total"] == len(rows)
     assert counts["tokenbridge_reports_rejected_total"] == 0
     assert sent - len(rows) == ignored
-    body = producer_fixtures.protobuf_traces(fixture).SerializeToString()
-    await _post(f"{server.http}/v1/traces", data=body,
-                headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+    request = producer_fixtures.protobuf_traces(fixture)
+    assert await _post_protobuf(f"{server.http}/v1/traces", request) == 0
     counts = _scrape(port)
     assert counts["tokenbridge_reports_deduplicated_total"] == len(rows)
     assert counts["tokenbridge_reports_committed_total"] == len(rows)
@@ -116,9 +136,11 @@ async def test_recorded_spans_store_what_the_calls_used(
 async def test_all_producers_on_postgresql_and_sqlite(
     database_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
+    """Every fixture as protobuf (the producer rules apply on both decoders)."""
     server = server_factory(database_url, tmp_path).start()
     for name in sorted(EXPECTED):
-        await _post(f"{server.http}/v1/traces", json=producer_fixtures.load(name)["traces"])
+        request = producer_fixtures.protobuf_traces(producer_fixtures.load(name))
+        assert await _post_protobuf(f"{server.http}/v1/traces", request) == 0
     totals = await query(database_url, """
         SELECT model_name, operation, SUM(prompt_token_count), SUM(completion_token_count),
                SUM(prompt_cached_token_count), SUM(prompt_cache_write_token_count),
@@ -144,7 +166,8 @@ async def test_a_configured_rule_replaces_the_default_one(
         {"scope": "com.anthropic.sdk.python"},
     ]}}).start()  # fmt: skip
     for name in ("openlit-1.45.0/anthropic", "openinference-0.1.66/anthropic"):
-        await _post(f"{server.http}/v1/traces", json=producer_fixtures.load(name)["traces"])
+        traces = producer_fixtures.load(name)["traces"]
+        assert await _post(f"{server.http}/v1/traces", json=traces) == {}
     assert await query(sqlite_url, DETAILS) == [
         # OpenInference's span wraps the SDK's (recorded first): each call now counts twice.
         CLAUDE, CLAUDE, CLAUDE, CLAUDE,
@@ -196,9 +219,8 @@ async def test_recorded_metrics_alone(
                  for m in sm["metrics"] if m["name"] == "gen_ai.client.token.usage")
     # OTLP/JSON, then the same cumulative points again as protobuf: a repeat adds nothing.
     assert await _post(f"{server.http}/v1/metrics", json=fixture["metrics"]) == {}
-    body = producer_fixtures.protobuf_metrics(fixture).SerializeToString()
-    await _post(f"{server.http}/v1/metrics", data=body,
-                headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+    request = producer_fixtures.protobuf_metrics(fixture)
+    assert await _post_protobuf(f"{server.http}/v1/metrics", request) == 0
     counts = _scrape(port)
     # Each point of each send is a cumulative sample read; the repeat yields zero deltas.
     assert counts["tokenbridge_reports_accepted_total"] == 2 * points
