@@ -30,13 +30,12 @@ COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Limits:
-    max_items: int = 100_000
-    max_attributes: int = 256
-    max_value_length: int = 4096
-    max_count: int = 10**12
+    """Derived from ``collector.config.LimitsConfig``, which holds the defaults."""
 
-
-DEFAULT_LIMITS = Limits()
+    max_items: int
+    max_attributes: int
+    max_value_length: int
+    max_count: int
 
 
 def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limits: Limits) -> None:
