@@ -30,6 +30,7 @@ from collector.aggregation.rules import EXTRA_DIMENSIONS
 from collector.commit import CommitSettings
 from collector.mapping.fields import MAPPABLE_FIELDS
 from collector.mapping.limits import Limits
+from collector.mapping.producers import ProducerRule
 from collector.model import Operation
 
 ENV_PREFIX = "TOKENBRIDGE_"
@@ -150,6 +151,18 @@ class ProducerRuleConfig(Section):
             if Operation.parse(stored) is None:
                 raise ValueError(f"{name}: unknown operation {stored!r}")
         return value
+
+    def rule(self) -> ProducerRule:
+        operations = {}
+        for name, stored in self.operations.items():
+            operation = Operation.parse(stored)
+            if operation is not None:  # always: checked above
+                operations[name.strip().lower()] = operation
+        return ProducerRule(
+            scope=self.scope, versions=self.versions,
+            input_excludes_cache=self.input_excludes_cache, operations=operations,
+            usage_object=self.usage_object, ignore=self.ignore,
+        )  # fmt: skip
 
 
 class MappingConfig(Section):

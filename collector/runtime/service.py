@@ -21,7 +21,7 @@ from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.mapping.producers import ProducerRule, merged
+from collector.mapping.producers import merged
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
 from collector.receivers.grpc import GrpcReceiver
@@ -60,16 +60,7 @@ def mapping_rules(config: Config) -> MappingRules:
         if operation is None:
             raise ValueError(f"mapping.operations.{name}: unknown operation {stored!r}")
         operations[name] = operation
-    extra = [
-        ProducerRule(
-            scope=rule.scope, versions=rule.versions,
-            input_excludes_cache=rule.input_excludes_cache,
-            operations={k.strip().lower(): Operation(Operation.parse(v) or v)
-                        for k, v in rule.operations.items()},
-            usage_object=rule.usage_object, ignore=rule.ignore,
-        )
-        for rule in config.mapping.producer_rules
-    ]  # fmt: skip
+    extra = [rule.rule() for rule in config.mapping.producer_rules]
     return MappingRules(
         field_keys={**defaults.field_keys,
                     **{k: tuple(v) for k, v in config.mapping.fields.items()}},
