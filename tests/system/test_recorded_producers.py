@@ -61,6 +61,8 @@ EXPECTED: dict[str, tuple[list[Row], int]] = {
     ], 5),
     # completion, acompletion: input includes the cache; cache counts from the usage object.
     "litellm-1.110.2/anthropic": ([CLAUDE, CLAUDE], 2),
+    # The SDK's own spans alone: ignored by default (instrumentation libraries repeat them).
+    "anthropic-sdk-2.14.0/anthropic": ([], 2),
 }  # fmt: skip
 
 DETAILS = """
@@ -165,7 +167,8 @@ async def test_a_configured_rule_replaces_the_default_one(
         {"scope": "openlit.instrumentation.anthropic"},
         {"scope": "com.anthropic.sdk.python"},
     ]}}).start()  # fmt: skip
-    for name in ("openlit-1.45.0/anthropic", "openinference-0.1.66/anthropic"):
+    for name in ("openlit-1.45.0/anthropic", "openinference-0.1.66/anthropic",
+                 "anthropic-sdk-2.14.0/anthropic"):
         traces = producer_fixtures.load(name)["traces"]
         assert await _post(f"{server.http}/v1/traces", json=traces) == {}
     assert await query(sqlite_url, DETAILS) == [
@@ -173,6 +176,8 @@ async def test_a_configured_rule_replaces_the_default_one(
         CLAUDE, CLAUDE, CLAUDE, CLAUDE,
         ("claude-sonnet-4-5", "chat_completion", 12, 80, 4000, 300, 0),
         ("claude-sonnet-4-5", "chat_completion", 12, 80, 0, 0, 0),
+        # The SDK's own spans, recorded last, now count: cache included, as OTel says.
+        CLAUDE, CLAUDE,
     ]
 
 
@@ -195,7 +200,7 @@ METRIC_ROLLUPS: dict[str, list[tuple[str, str | None, int, int, int]]] = {
 }  # fmt: skip
 SPANS_ONLY = {"openinference-0.1.66/openai", "openinference-0.1.66/anthropic",
               "logfire-5.4.0/openai", "logfire-5.4.0/anthropic", "litellm-1.110.2/openai",
-              "litellm-1.110.2/anthropic"}
+              "litellm-1.110.2/anthropic", "anthropic-sdk-2.14.0/anthropic"}
 
 
 def test_which_producers_send_genai_metrics() -> None:
