@@ -55,7 +55,7 @@ class ProducerRule:
     ignore: str | None = None
     """Reason to ignore the spans; None: they count."""
     note: str = ""
-    """Where the rule comes from (shown in the README's producer table)."""
+    """What the rule corrects and where that was seen (documentation only)."""
 
     def __post_init__(self) -> None:
         try:

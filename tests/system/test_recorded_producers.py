@@ -61,6 +61,9 @@ EXPECTED: dict[str, tuple[list[Row], int]] = {
     ], 5),
     # completion, acompletion: input includes the cache; cache counts from the usage object.
     "litellm-1.110.2/anthropic": ([CLAUDE, CLAUDE], 2),
+    # The proxy: OpenAI-format calls to gpt-4o-mini (then streamed), the embedding model and
+    # claude-sonnet-4-5; auth, router, fastapi and request spans around each are not usage.
+    "litellm-proxy-1.108.5/proxy": ([CHAT, CHAT, EMBED, CLAUDE], 45),
     # The SDK's own spans alone: ignored by default (instrumentation libraries repeat them).
     "anthropic-sdk-2.14.0/anthropic": ([], 2),
 }  # fmt: skip
@@ -149,13 +152,17 @@ async def test_all_producers_on_postgresql_and_sqlite(
                SUM(request_count)
         FROM model_usages GROUP BY model_name, operation ORDER BY model_name, operation""")
     assert [tuple(int(v) if not isinstance(v, str) else v for v in row) for row in totals] == [
-        ("claude-sonnet-4-5", "chat_completion", 9 * 4312 + 12, 10 * 80 + 1, 9 * 4000, 9 * 300,
-         10),
+        ("claude-sonnet-4-5", "chat_completion", 10 * 4312 + 12, 11 * 80 + 1, 10 * 4000,
+         10 * 300, 11),
         ("gpt-3.5-turbo-instruct", "completion", 7, 9, 0, 0, 1),
-        ("gpt-4o-mini", "chat_completion", 10 * 1200, 10 * 50, 8 * 1024, 0, 10),
+        ("gpt-4o-mini", "chat_completion", 12 * 1200, 12 * 50, 10 * 1024, 0, 12),
         ("gpt-4o-mini-2024-07-18", "chat_completion", 2400, 100, 2048, 0, 2),
-        ("text-embedding-3-small", "embedding", 7 * 8, 0, 0, 0, 7),
+        ("text-embedding-3-small", "embedding", 8 * 8, 0, 0, 0, 8),
     ]  # fmt: skip
+    # The one call that named its user (the proxy's llm.user, from the request's "user").
+    assert await query(database_url, """
+        SELECT user_id, model_name, prompt_token_count FROM model_usage_details
+        WHERE user_id IS NOT NULL""") == [("alice", "gpt-4o-mini", 1200)]
 
 
 async def test_a_configured_rule_replaces_the_default_one(
@@ -200,7 +207,8 @@ METRIC_ROLLUPS: dict[str, list[tuple[str, str | None, int, int, int]]] = {
 }  # fmt: skip
 SPANS_ONLY = {"openinference-0.1.66/openai", "openinference-0.1.66/anthropic",
               "logfire-5.4.0/openai", "logfire-5.4.0/anthropic", "litellm-1.110.2/openai",
-              "litellm-1.110.2/anthropic", "anthropic-sdk-2.14.0/anthropic"}
+              "litellm-1.110.2/anthropic", "anthropic-sdk-2.14.0/anthropic",
+              "litellm-proxy-1.108.5/proxy"}
 
 
 def test_which_producers_send_genai_metrics() -> None:
