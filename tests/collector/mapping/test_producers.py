@@ -226,3 +226,17 @@ def test_config_rules_are_checked_and_become_mapping_rules() -> None:
             {"scope": "x", "operations": {"a": "chatting"}}]}}, environ={})  # fmt: skip
     with pytest.raises(ConfigError, match="scope"):
         load(overrides={"mapping": {"producer_rules": [{"versions": ">1"}]}}, environ={})
+
+
+def test_the_readme_mapping_reads_litellm_proxy_keys() -> None:
+    config = load(overrides={"mapping": {"fields": {
+        "access_key": ["tokenbridge.api_key.access_key", "metadata.user_api_key_hash"]}}},
+        environ={})  # fmt: skip
+    mapper = FieldMapper(mapping_rules(config))
+    assert "metadata.user_api_key_hash" in mapper.wanted
+    key_hash = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"
+    out = report({"gen_ai.operation.name": "acompletion", "gen_ai.request.model": "gpt-4o-mini",
+                  "gen_ai.usage.input_tokens": 1200, "llm.user": "alice",
+                  "metadata.user_api_key_hash": key_hash}, LITELLM, mapper)  # fmt: skip
+    assert (out.user_id, out.operation, out.access_key) == (
+        "alice", Operation.CHAT_COMPLETION, key_hash)  # fmt: skip
