@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from collector import conventions as conv
-from collector.aggregation.fingerprint import digest
 from collector.decode.items import SpanItem
 from collector.mapping.fields import FieldMapper
 from collector.mapping.producers import ScopeRule, usage_counts
 from collector.mapping.values import BadValue, as_text
-from collector.model import Source, UsageReport
+from collector.model import Source, UsageReport, digest
 
 _TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS)
 
