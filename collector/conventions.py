@@ -50,6 +50,8 @@ EMBEDDING_MODEL_NAME = "embedding.model_name"
 LLM_PROVIDER = "llm.provider"
 LLM_SYSTEM = "llm.system"
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+# LiteLLM (its callback puts the provider's usage, cached tokens included, only here)
+LITELLM_USAGE_OBJECT = "metadata.usage_object"
 # General OTel
 USER_ID = "user.id"
 ENDUSER_ID = "enduser.id"

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from collector import conventions as conv
 from collector.model import Operation
 
 MAX_REMEMBERED_SCOPES = 4096
@@ -89,7 +90,7 @@ DEFAULT_PRODUCER_RULES: tuple[ProducerRule, ...] = (
     ProducerRule(
         scope="litellm",
         operations=_LITELLM_CALL_TYPES,
-        usage_object="metadata.usage_object",
+        usage_object=conv.LITELLM_USAGE_OBJECT,
         note="LiteLLM 1.110.2 callback: call types as operation names; cached and reasoning "
         "tokens only in metadata.usage_object",
     ),
