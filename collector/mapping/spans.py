@@ -21,7 +21,7 @@ from collector.model import Source, UsageReport, digest
 _TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS)
 
 NOT_USAGE = "not a usage span"
-REPEATS_CHILDREN = "repeats its children"
+REPEATS_CHILDREN = "repeats its children's usage"
 
 
 def span_report(span: SpanItem, mapper: FieldMapper, received_at: int) -> UsageReport | None:
