@@ -129,8 +129,8 @@ class ProducerRules:
         except KeyError:
             pass
         rule = self._resolve(*scope) if scope[0] in self._scopes else None
-        if len(self._known) < MAX_REMEMBERED_SCOPES:
-            self._known[scope] = rule
+        if len(self._known) < MAX_REMEMBERED_SCOPES and len(scope[0]) + len(scope[1]) <= 512:
+            self._known[scope] = rule  # bounded: a sender cannot make it hold large strings
         return rule
 
     def _resolve(self, name: str, version: str) -> ScopeRule | None:
