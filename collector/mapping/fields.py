@@ -82,7 +82,7 @@ class FieldMapper:
         self.producers = ProducerRules(rules.producer_rules)
         self.wanted: frozenset[str] = (
             frozenset(key for keys in rules.field_keys.values() for key in keys)
-            | {conv.OPENINFERENCE_SPAN_KIND}
+            | {conv.OPENINFERENCE_SPAN_KIND, *conv.PRODUCER_IDENTITY}
             | self.producers.attributes
         )
         """Every attribute key the mapping can read: decoders may skip all others."""

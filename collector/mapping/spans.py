@@ -16,30 +16,32 @@ from collector.decode.items import SpanItem
 from collector.mapping.fields import FieldMapper
 from collector.mapping.producers import ScopeRule, usage_counts
 from collector.mapping.values import BadValue, as_text
-from collector.model import Source, UsageReport, digest
+from collector.model import Ignored, Source, UsageReport, digest
 
 _TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS)
 
-NOT_USAGE = "not a usage span"
-REPEATS_CHILDREN = "repeats its children's usage"
+NOT_USAGE = Ignored.NOT_USAGE_SPAN
+REPEATS_CHILDREN = Ignored.REPEATS_CHILDREN
+REPEATED_BY_LIBRARY = Ignored.REPEATED_BY_LIBRARY
 
 
 def span_report(span: SpanItem, mapper: FieldMapper, received_at: int) -> UsageReport | None:
     """The span's report, or None when it is not a usage report. Raises ``BadValue``."""
     outcome = span_outcome(span, mapper, received_at)
-    return None if isinstance(outcome, str) else outcome
+    return outcome if isinstance(outcome, UsageReport) else None
 
 
-def span_outcome(span: SpanItem, mapper: FieldMapper, received_at: int) -> UsageReport | str:
-    """The span's report, or why it is ignored (``NOT_USAGE``, ``REPEATS_CHILDREN`` or a
-    producer rule's reason). Raises ``BadValue``."""
+def span_outcome(span: SpanItem, mapper: FieldMapper, received_at: int) -> UsageReport | Ignored:
+    """The span's report, or why it is ignored: ``NOT_USAGE``, ``REPEATS_CHILDREN``, or
+    ``REPEATED_BY_LIBRARY`` when a producer rule says its scope's spans repeat another
+    library's (the rule's ``ignore`` text says which). Raises ``BadValue``."""
     attrs = span.attrs
     kind = attrs.get(conv.OPENINFERENCE_SPAN_KIND)
     if isinstance(kind, str) and kind.upper() in mapper.rules.skipped_span_kinds:
         return REPEATS_CHILDREN
     rule = mapper.producers.for_scope(span.scope)
     if rule is not None and rule.ignore is not None:
-        return rule.ignore
+        return REPEATED_BY_LIBRARY
     raw_operation = mapper.raw("operation", attrs, span.resource)[1]
     if rule is not None and rule.operations and isinstance(raw_operation, str):
         own = rule.operations.get(raw_operation.strip().lower())

@@ -31,41 +31,44 @@ CHAT_NO_REASONING = ("gpt-4o-mini", "chat_completion", 1200, 50, 1024, 0, 0)
 EMBED = ("text-embedding-3-small", "embedding", 8, 0, 0, 0, 0)
 CLAUDE = ("claude-sonnet-4-5", "chat_completion", 4312, 80, 4000, 300, 0)
 
-# fixture -> (rows in call order, ignored spans)
-EXPECTED: dict[str, tuple[list[Row], int]] = {
+NOT_USAGE = "not a usage span"
+REPEATED = "repeated by another library's span"
+
+# fixture -> (rows in call order, ignored spans by reason)
+EXPECTED: dict[str, tuple[list[Row], dict[str, int]]] = {
     # openai-v2 reports neither cached nor reasoning tokens.
     "openai-v2-2.4b0/openai": ([("gpt-4o-mini", "chat_completion", 1200, 50, 0, 0, 0)] * 2
-                               + [EMBED], 0),
+                               + [EMBED], {}),
     # Streamed: no reasoning count.
-    "openllmetry-0.62.4/openai": ([CHAT, CHAT_NO_REASONING, EMBED], 0),
+    "openllmetry-0.62.4/openai": ([CHAT, CHAT_NO_REASONING, EMBED], {}),
     # The Anthropic SDK's own spans (ignored) beside OpenLLMetry's; OpenLLMetry's streamed
     # output adds message_start's output_tokens (1) to the final 80.
     "openllmetry-0.62.4/anthropic": (
-        [CLAUDE, ("claude-sonnet-4-5", "chat_completion", 4312, 81, 4000, 300, 0)], 2),
+        [CLAUDE, ("claude-sonnet-4-5", "chat_completion", 4312, 81, 4000, 300, 0)], {REPEATED: 2}),
     # OpenInference names the response model on OpenAI chat spans.
     "openinference-0.1.66/openai": (
-        [("gpt-4o-mini-2024-07-18", "chat_completion", 1200, 50, 1024, 0, 20)] * 2 + [EMBED], 0),
-    "openinference-0.1.66/anthropic": ([CLAUDE, CLAUDE], 2),
+        [("gpt-4o-mini-2024-07-18", "chat_completion", 1200, 50, 1024, 0, 20)] * 2 + [EMBED], {}),
+    "openinference-0.1.66/anthropic": ([CLAUDE, CLAUDE], {REPEATED: 2}),
     # httpx client spans are not usage; no reasoning count.
-    "openlit-1.45.0/openai": ([CHAT_NO_REASONING, CHAT_NO_REASONING, EMBED], 3),
+    "openlit-1.45.0/openai": ([CHAT_NO_REASONING, CHAT_NO_REASONING, EMBED], {NOT_USAGE: 3}),
     # Input without cache, corrected; the streamed call reports no cache at all.
     "openlit-1.45.0/anthropic": (
-        [CLAUDE, ("claude-sonnet-4-5", "chat_completion", 12, 80, 0, 0, 0)], 2),
+        [CLAUDE, ("claude-sonnet-4-5", "chat_completion", 12, 80, 0, 0, 0)], {NOT_USAGE: 2}),
     # The span of a streamed request ends before its stream: its usage is on the log span.
-    "logfire-5.4.0/openai": ([CHAT_NO_REASONING, CHAT_NO_REASONING, EMBED], 1),
-    "logfire-5.4.0/anthropic": ([CLAUDE, CLAUDE], 1),
+    "logfire-5.4.0/openai": ([CHAT_NO_REASONING, CHAT_NO_REASONING, EMBED], {NOT_USAGE: 1}),
+    "logfire-5.4.0/anthropic": ([CLAUDE, CLAUDE], {NOT_USAGE: 1}),
     # completion, embedding, text_completion, acompletion, aembedding; raw_gen_ai_request
     # children are not usage.
     "litellm-1.110.2/openai": ([
         CHAT, EMBED, ("gpt-3.5-turbo-instruct", "completion", 7, 9, 0, 0, 0), CHAT, EMBED,
-    ], 5),
+    ], {NOT_USAGE: 5}),
     # completion, acompletion: input includes the cache; cache counts from the usage object.
-    "litellm-1.110.2/anthropic": ([CLAUDE, CLAUDE], 2),
+    "litellm-1.110.2/anthropic": ([CLAUDE, CLAUDE], {NOT_USAGE: 2}),
     # The proxy: OpenAI-format calls to gpt-4o-mini (then streamed), the embedding model and
     # claude-sonnet-4-5; auth, router, fastapi and request spans around each are not usage.
-    "litellm-proxy-1.108.5/proxy": ([CHAT, CHAT, EMBED, CLAUDE], 45),
+    "litellm-proxy-1.108.5/proxy": ([CHAT, CHAT, EMBED, CLAUDE], {NOT_USAGE: 45}),
     # The SDK's own spans alone: ignored by default (instrumentation libraries repeat them).
-    "anthropic-sdk-2.14.0/anthropic": ([], 2),
+    "anthropic-sdk-2.14.0/anthropic": ([], {REPEATED: 2}),
 }  # fmt: skip
 
 DETAILS = """
@@ -89,6 +92,16 @@ def _scrape(port: int) -> dict[str, float]:
         text = response.read().decode()
     return {sample.name: sample.value for family in text_string_to_metric_families(text)
             for sample in family.samples if not sample.labels}  # fmt: skip
+
+
+def _ignored(port: int) -> dict[str, float]:
+    """``tokenbridge_reports_ignored_total`` by reason (non-zero ones)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {sample.labels["reason"]: sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name == "tokenbridge_reports_ignored_total" and sample.value
+            and "reason" in sample.labels}  # fmt: skip
 
 
 async def _post(url: str, **kwargs: Any) -> dict[str, Any]:
@@ -120,7 +133,7 @@ async def test_recorded_spans_store_what_the_calls_used(
     fixture = producer_fixtures.load(name)
     rows, ignored = EXPECTED[name]
     sent = len(producer_fixtures.spans(fixture))
-    assert sent == len(rows) + ignored
+    assert sent == len(rows) + sum(ignored.values())
     port = free_port()
     server = server_factory(sqlite_url, tmp_path, {"metrics": {"port": port}}).start()
     # As an OTLP/HTTP JSON exporter sends it, then again as protobuf: counted once.
@@ -129,9 +142,7 @@ async def test_recorded_spans_store_what_the_calls_used(
     counts = _scrape(port)
     assert counts["tokenbridge_reports_accepted_total"] == len(rows)
     assert counts["tokenbridge_reports_rejected_total"] == 0
-    # Neither counted nor rejected: ignored (not usage, or a rule's reason).
-    assert sent - counts["tokenbridge_reports_accepted_total"] - counts[
-        "tokenbridge_reports_rejected_total"] == ignored  # fmt: skip
+    assert _ignored(port) == ignored
     request = producer_fixtures.protobuf_traces(fixture)
     assert await _post_protobuf(f"{server.http}/v1/traces", request) == 0
     counts = _scrape(port)
@@ -240,6 +251,11 @@ async def test_recorded_metrics_alone(
     # Each point of each send is a cumulative sample read; the repeat yields zero deltas.
     assert counts["tokenbridge_reports_accepted_total"] == 2 * points
     assert counts["tokenbridge_reports_rejected_total"] == 0
+    # The library's other metrics (durations, choices, costs, ...) are not read.
+    other = sum(len((m.get("histogram") or m.get("sum") or m.get("gauge") or {})["dataPoints"])
+                for rm in fixture["metrics"]["resourceMetrics"] for sm in rm["scopeMetrics"]
+                for m in sm["metrics"] if m["name"] != "gen_ai.client.token.usage")  # fmt: skip
+    assert _ignored(port) == {"unused metric": 2 * other}
     rollups = await query(sqlite_url, """
         SELECT model_name, operation, prompt_token_count, completion_token_count, request_count
         FROM model_usages ORDER BY model_name""")

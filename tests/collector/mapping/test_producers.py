@@ -17,7 +17,12 @@ from collector.mapping.producers import (
     merged,
     usage_counts,
 )
-from collector.mapping.spans import NOT_USAGE, REPEATS_CHILDREN, span_outcome
+from collector.mapping.spans import (
+    NOT_USAGE,
+    REPEATED_BY_LIBRARY,
+    REPEATS_CHILDREN,
+    span_outcome,
+)
 from collector.model import Operation, UsageReport
 from collector.runtime.service import mapping_rules
 
@@ -193,7 +198,9 @@ def test_the_anthropic_sdks_own_spans_are_ignored_with_the_reason() -> None:
     outcome = span_outcome(span({"gen_ai.request.model": "claude",
                                  "gen_ai.usage.input_tokens": 4312},
                                 ("com.anthropic.sdk.python", "2.14.0")), MAPPER, NOW)  # fmt: skip
-    assert outcome == DEFAULT_PRODUCER_RULES[2].ignore
+    assert outcome == REPEATED_BY_LIBRARY == "repeated by another library's span"
+    [rule] = [r for r in DEFAULT_PRODUCER_RULES if r.scope == "com.anthropic.sdk.python"]
+    assert rule.ignore is not None and "Anthropic SDK" in rule.ignore
     assert span_outcome(span({"http.route": "/v1"}), MAPPER, NOW) == NOT_USAGE
 
 
