@@ -13,13 +13,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from collector.config import Config
 from tests.certs import self_signed
 from tests.conftest import PG_URL
 from tests.support import ROOT, Server, free_port
 
 URL_HELP = "use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
-SECTIONS = "receivers, database, aggregation, commit, sources, mapping, catalog, pricing, " \
-           "metrics, auth, tls, limits, log"  # fmt: skip
+SECTIONS = ", ".join(Config.model_fields)
 
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
