@@ -16,6 +16,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +34,8 @@ from collector.aggregation.rules import EXTRA_DIMENSIONS
 from collector.commit import CommitSettings
 from collector.mapping.fields import MAPPABLE_FIELDS
 from collector.mapping.limits import Limits
+from collector.mapping.producers import ProducerRule
+from collector.model import Operation
 from collector.origins import Origins
 
 ENV_PREFIX = "TOKENBRIDGE_"
@@ -161,7 +164,51 @@ class SourcesConfig(Section):
         raise ValueError(f"expected auto, true or false, got {value!r}")
 
 
+class ProducerRuleConfig(Section):
+    """One producer rule (``collector/mapping/producers.py``): corrections for the spans of an
+    instrumentation scope. A rule with the scope and versions of a default one replaces it."""
+
+    scope: str = Field(min_length=1)
+    versions: str = ""
+    input_excludes_cache: bool = False
+    operations: dict[str, str] = {}
+    usage_object: str | None = None
+    ignore: str | None = None
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, value: str) -> str:
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise ValueError(f"not a version range (PEP 440 specifiers): {value!r}") from None
+        return value
+
+    @field_validator("operations")
+    @classmethod
+    def _operations(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, stored in value.items():
+            if Operation.parse(stored) is None:
+                raise ValueError(f"{name}: unknown operation {stored!r}")
+        return value
+
+    def rule(self) -> ProducerRule:
+        operations = {}
+        for name, stored in self.operations.items():
+            operation = Operation.parse(stored)
+            if operation is not None:  # always: checked above
+                operations[name.strip().lower()] = operation
+        return ProducerRule(
+            scope=self.scope, versions=self.versions,
+            input_excludes_cache=self.input_excludes_cache, operations=operations,
+            usage_object=self.usage_object, ignore=self.ignore,
+        )  # fmt: skip
+
+
 class MappingConfig(Section):
+    producer_rules: list[ProducerRuleConfig] = []
+    """Extra producer rules, before the defaults; one with a default's scope and versions
+    replaces it."""
     fields: dict[str, list[str]] = {}
     """Per report field, the ordered attribute keys to read (replaces the default list)."""
     operations: dict[str, str] = {}

@@ -37,7 +37,7 @@ from collector.mapping.fields import FieldMapper
 from collector.mapping.gateway import gateway_report
 from collector.mapping.limits import Limits, check_attributes, check_report
 from collector.mapping.points import MetricRules, point_sample
-from collector.mapping.spans import repeats_children, span_report
+from collector.mapping.spans import span_outcome
 from collector.mapping.values import BadValue
 from collector.model import (
     Commit,
@@ -164,12 +164,11 @@ class Ingest:
             return
         limits = self._limits
         check_attributes(span.attrs, span.resource, limits)
-        report = self._catalogued(span_report(span, self.mapper, now))
-        if report is None:
-            children = repeats_children(span, self.mapper)
-            work.ignored[Ignored.REPEATS_CHILDREN if children else Ignored.NOT_USAGE_SPAN] += 1
+        outcome = span_outcome(span, self.mapper, now)
+        if not isinstance(outcome, UsageReport):
+            work.ignored[outcome] += 1
             return
-        report = check_report(estimate(report, self._estimation), limits)
+        report = check_report(estimate(self._named(outcome), self._estimation), limits)
         work.taken += 1
         if self._ruled:
             ruled = self._producers[id(work)].of(span.resource)
@@ -237,9 +236,6 @@ class Ingest:
         report = self._named(gateway_report(item, self.mapper, now))
         work.reports.append(check_report(estimate(report, self._estimation), limits))
         work.taken += 1
-
-    def _catalogued(self, report: UsageReport | None) -> UsageReport | None:
-        return None if report is None else self._named(report)
 
     def _named(self, report: UsageReport) -> UsageReport:
         """The catalog's check and name snapshot, when there is a catalog."""

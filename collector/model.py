@@ -143,6 +143,9 @@ class Ignored(enum.StrEnum):
     """A span with no token attribute and no partial-stream evidence (HTTP, database, ...)."""
     REPEATS_CHILDREN = "repeats its children's usage"
     """Agent, tool and workflow spans or points: their usage is their children's."""
+    REPEATED_BY_LIBRARY = "repeated by another library's span"
+    """A producer rule's ``ignore``: e.g. the Anthropic SDK's own spans, which OpenLLMetry and
+    OpenInference spans of the same calls repeat (``collector/mapping/producers.py``)."""
     FROM_SPANS = "counted from the producer's spans"
     """A GenAI metric point after its producer's switch to spans (the source rule)."""
     FROM_METRICS = "counted from the producer's metrics"

@@ -23,6 +23,7 @@ from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.gpustack_catalog import GpustackCatalog
 from collector.mapping.points import MetricRules
+from collector.mapping.producers import merged
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
 from collector.receivers.grpc import GrpcReceiver
@@ -64,11 +65,13 @@ def mapping_rules(config: Config) -> MappingRules:
         if operation is None:
             raise ValueError(f"mapping.operations.{name}: unknown operation {stored!r}")
         operations[name] = operation
+    extra = [rule.rule() for rule in config.mapping.producer_rules]
     return MappingRules(
         field_keys={**defaults.field_keys,
                     **{k: tuple(v) for k, v in config.mapping.fields.items()}},
         operation_names=operations,
         skipped_operations=defaults.skipped_operations | set(config.mapping.skip_operations),
+        producer_rules=tuple(merged(defaults.producer_rules, extra)),
     )  # fmt: skip
 
 

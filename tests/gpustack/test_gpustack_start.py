@@ -53,8 +53,8 @@ async def test_refuses_an_unsupported_gpustack_revision(
     done = serve("--database-url", url)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "tokenbridge: error: database.layout gpustack: GPUStack schema revision b1c2d3e4f5a6 is not "
-        "supported (supported: a7e2c9d4f681 (GPUStack 2.3))")
+        "tokenbridge: error: database.layout gpustack: GPUStack schema revision b1c2d3e4f5a6 "
+        "is not supported (supported: a7e2c9d4f681 (GPUStack 2.3))")
     assert await query(url, "SELECT count(*) FROM information_schema.tables "
                             "WHERE table_name LIKE 'tokenbridge%'") == [(0,)]  # fmt: skip
 
