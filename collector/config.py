@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,7 @@ from pydantic import (
 from collector import conventions as conv
 from collector.aggregation.rules import EXTRA_DIMENSIONS
 from collector.mapping.fields import MAPPABLE_FIELDS
+from collector.mapping.limits import Limits
 
 ENV_PREFIX = "TOKENBRIDGE_"
 
@@ -234,6 +236,17 @@ class LimitsConfig(Section):
     sum can overflow the 64-bit columns."""
     max_reject_rows: int = Field(100_000, ge=100)
     """``usage_rejects`` keeps the newest rows up to this many (pruned in the commit)."""
+    earliest: date = date(2000, 1, 1)
+    """Timestamps before this day (UTC) reject their item."""
+    max_ahead: float = Field(86_400.0, ge=0)
+    """Seconds a timestamp may lie ahead of the bridge's clock; later rejects the item."""
+
+    def runtime(self) -> Limits:
+        """The per-request bounds the ingest core checks."""
+        earliest = datetime.combine(self.earliest, time(), UTC)
+        return Limits(self.max_items, self.max_attributes, self.max_value_length,
+                      self.max_count, int(earliest.timestamp() * 1000),
+                      int(self.max_ahead * 1000))  # fmt: skip
 
 
 class Config(Section):

@@ -119,6 +119,8 @@ class Ingest:
                 report = None
                 if sample is not None and not sample.cumulative:
                     report = check_report(sample.report(sample.value, sample.count), limits)
+                elif sample is not None:
+                    check_report(sample.template, limits)  # its timestamps
             except BadValue as exc:
                 work.rejects.append(_reject(Source.METRIC, exc, point, now))
                 continue

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from collector import conventions as conv
+from collector.decode.items import Unreadable
 from collector.errors import PermanentError
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
@@ -27,6 +29,8 @@ from collector.model import UsageReport
 T = TypeVar("T")
 MAX_DEPTH = 16
 """Array and key-value list nesting inside one attribute value."""
+EARLIEST_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z: no LLM usage is older; a smaller stamp is a wrong unit or garbage."""
 COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 
@@ -36,6 +40,10 @@ class Limits:
     max_attributes: int = 256
     max_value_length: int = 4096
     max_count: int = 10**12
+    earliest_ms: int = EARLIEST_MS
+    """Timestamps (UnixMilli) before this reject the item."""
+    max_ahead_ms: int = 86_400_000
+    """Timestamps more than this after the bridge's clock reject the item."""
 
 
 DEFAULT_LIMITS = Limits()
@@ -68,6 +76,8 @@ def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limi
 
 
 def _check_value(key: str, value: Any, limits: Limits, depth: int) -> None:
+    if isinstance(value, Unreadable):
+        raise BadValue(f"{key:.100}: {value}")
     if isinstance(value, str | bytes):
         if len(value) > limits.max_value_length:
             raise BadValue(f"{key:.100}: value longer than {limits.max_value_length}")
@@ -87,9 +97,29 @@ def _check_value(key: str, value: Any, limits: Limits, depth: int) -> None:
 
 
 def check_report(report: UsageReport, limits: Limits) -> UsageReport:
-    """The report, or ``BadValue`` when one of its counts is over ``max_count``."""
+    """The report, or ``BadValue`` when one of its counts is over ``max_count`` or one of
+    its timestamps is outside the plausibility window: from ``earliest_ms`` to
+    ``max_ahead_ms`` after the bridge's clock when it received the report.
+
+    Example with the defaults, received 2026-12-01T08:00Z: a span ending 2026-12-02T07:59Z
+    counts (clocks drift, time zones confuse); one ending at 2**64-1 ns (2554-07-21) or at
+    1999-12-31 is rejected with the reason, so no sender can date usage at will."""
     for name in COUNT_FIELDS:
         value = getattr(report, name)
         if value > limits.max_count:
             raise BadValue(f"{name}: {value} over the limit {limits.max_count}")
+    latest = report.received_at + limits.max_ahead_ms
+    for name in ("started_at", "completed_at"):
+        stamp = getattr(report, name)
+        if stamp is not None and not limits.earliest_ms <= stamp <= latest:
+            raise BadValue(f"{name}: {_instant(stamp)} outside the plausible window "
+                           f"{_instant(limits.earliest_ms)} .. {_instant(latest)}")  # fmt: skip
     return report
+
+
+def _instant(millis: int) -> str:
+    try:
+        moment = datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"UnixMilli {millis}"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

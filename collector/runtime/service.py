@@ -24,7 +24,6 @@ from collector.config import Config, MetricsConfig
 from collector.ingest import Ingest, Sources
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
-from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
 from collector.model import Operation
 from collector.receivers import tls
@@ -150,7 +149,7 @@ class Service:
             self.commit,
             Sources(s.spans, s.genai_metrics, s.gateway),
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
-            limits=Limits(lim.max_items, lim.max_attributes, lim.max_value_length, lim.max_count),
+            limits=config.limits.runtime(),
         )
         r = config.receivers
         a = config.auth
