@@ -164,8 +164,10 @@ class MetricsConfig(Section):
     label_limits: dict[str, int] = {}
     """Per-label overrides of ``label_limit``."""
     overflow_value: str = "__overflow__"
-    max_series: int = Field(100_000, ge=1)
-    """Series one usage counter may hold (the SDK's own cardinality limit)."""
+    max_series: int = Field(10_000, ge=4)
+    """Series of the four usage counters together (one per label combination and counter);
+    past it new combinations are folded into the all-``overflow_value`` series. Also each
+    counter's cardinality limit in the SDK."""
     self_telemetry: bool = True
     tokens: list[SecretStr] = []
     """Bearer tokens a scraper must present on ``/metrics`` (Prometheus: ``authorization:

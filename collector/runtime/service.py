@@ -80,7 +80,8 @@ def metrics_export(
         return None
     export = MetricsExport(config)
     listeners.append(UsageMetrics(export.meter, config.labels, config.label_limits,
-                                  config.label_limit, config.overflow_value))  # fmt: skip
+                                  config.label_limit, config.overflow_value,
+                                  config.max_series))  # fmt: skip
     return export
 
 
