@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from collector.decode.items import Attrs, PointItem, SpanItem, Unreadable
+from collector.decode.structure import check_json
+from collector.errors import PermanentError
 
 
 class Malformed(ValueError):
     """The body is not an OTLP/JSON request."""
+
+
+def loads(body: bytes, max_items: int) -> Any:
+    """The JSON document of ``body``; a body of more than ``max_items`` objects and arrays
+    is refused (413) before it is materialised, a malformed one is refused (400)."""
+    check_json(body, max_items)
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
 
 
 def _get(obj: Any, camel: str, snake: str) -> Any:
