@@ -22,55 +22,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from collector.errors import RetryableError
-from collector.mapping.points import PointSample
-from collector.model import Reject, UsageReport
+from collector.model import BatchWriter, CommitListener, Work
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(slots=True)
-class Work:
-    """What one request hands to the commit: reports, cumulative samples and rejects."""
-
-    reports: list[UsageReport] = dataclasses.field(default_factory=list)
-    samples: list[PointSample] = dataclasses.field(default_factory=list)
-    rejects: list[Reject] = dataclasses.field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.reports) + len(self.samples) + len(self.rejects)
-
-    def extend(self, other: Work) -> None:
-        self.reports.extend(other.reports)
-        self.samples.extend(other.samples)
-        self.rejects.extend(other.rejects)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Committed:
-    """What a transaction wrote: the reports counted (new ones only) and what it skipped."""
-
-    reports: Sequence[UsageReport]
-    duplicates: int
-    rejects: int
-    seconds: float
-    accepted: int = 0
-    """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
-
-
-class BatchWriter(Protocol):
-    """The SQL sink as the pipeline sees it."""
-
-    async def write(self, work: Work) -> Committed:
-        """Write in one transaction; ``RetryableError`` when the database is unavailable."""
-
-    async def ping(self) -> bool:
-        """True when the database answers and is migrated."""
-
-
-CommitListener = Callable[[Committed], None]
 Pending = tuple[Work, "asyncio.Future[None]", float]
 """A request's work, the future its receiver awaits, and when it was queued."""
 

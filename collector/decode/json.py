@@ -20,8 +20,11 @@ from collector.decode.structure import check_json
 from collector.errors import PermanentError
 
 
-class Malformed(ValueError):
-    """The body is not an OTLP/JSON request."""
+class Malformed(PermanentError):
+    """The body is not an OTLP/JSON request: the whole request is refused."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"malformed OTLP/JSON: {detail}")
 
 
 def loads(body: bytes, max_items: int) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from collector.errors import PermanentError
+from collector.errors import Kind, PermanentError
 
 Schema = Mapping[int, str]
 """Field number -> message type of the fields that lead to repeated elements."""
@@ -66,7 +66,7 @@ MAX_DEPTH = 100
 
 def too_many(limit: int) -> PermanentError:
     return PermanentError(f"more than {limit} items in one request (every resource, scope, "
-                          "span, point and attribute counts)", status=413)  # fmt: skip
+                          "span, point and attribute counts)", Kind.TOO_LARGE)  # fmt: skip
 
 
 def check_json(body: bytes, limit: int) -> None:

@@ -1,8 +1,8 @@
 """Bounds on what one request may carry, checked on decoded items before mapping.
 
-The body size is capped by the transports (after decompression). Here: how many items one
-request holds (more refuse the whole request: HTTP 413 / gRPC RESOURCE_EXHAUSTED), and per
-item the attributes tokenbridge reads (for spans only the keys the mapping reads are decoded, so
+The body size is capped by the transports (after decompression), the number of items of one
+request by ingest (more refuse the whole request as too large). Here, per item: the
+attributes tokenbridge reads (for spans only the keys the mapping reads are decoded, so
 only those count), string and array sizes, nesting depth, and the size of every count. An item
 over a bound is rejected alone (``BadValue``), like any other bad value.
 
@@ -16,17 +16,15 @@ float).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from collector import conventions as conv
 from collector.decode.items import Unreadable
-from collector.errors import PermanentError
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
 
-T = TypeVar("T")
 MAX_DEPTH = 16
 """Array and key-value list nesting inside one attribute value."""
 EARLIEST_MS = 946_684_800_000
@@ -47,14 +45,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-
-
-def bounded(items: Iterable[T], limit: int) -> Iterator[T]:
-    """The items of one request; past ``limit`` the whole request is refused (413)."""
-    for seen, item in enumerate(items, 1):
-        if seen > limit:
-            raise PermanentError(f"more than {limit} items in one request", status=413)
-        yield item
 
 
 def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limits: Limits) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from collector.receivers.status import otlp_error_response
+from collector.errors import STATUS, Kind
+from collector.receivers.status import (
+    encoding_of,
+    grpc_status,
+    kind_status,
+    otlp_error_response,
+)
 
 REFUSED = "unauthenticated: missing or invalid credentials"
 GATEWAY_HEADER = "X-GPUStack-Auth-Token"
@@ -99,7 +105,8 @@ def http_middleware(credentials: Credentials) -> Any:
         )
         if allowed:
             return await handler(request)
-        response = otlp_error_response(request.content_type, 401, 16, REFUSED)
+        status, code = kind_status(Kind.UNAUTHENTICATED)
+        response = otlp_error_response(encoding_of(request.content_type), status, code, REFUSED)
         response.headers["WWW-Authenticate"] = 'Bearer realm="tokenbridge"'
         return response
 
@@ -108,7 +115,7 @@ def http_middleware(credentials: Credentials) -> Any:
 
 def _refuse() -> grpc.RpcMethodHandler:
     async def refuse(_request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+        await context.abort(grpc_status(STATUS[Kind.UNAUTHENTICATED].rpc), REFUSED)
 
     # No deserializer: a refused call's message is never parsed.
     return grpc.unary_unary_rpc_method_handler(refuse)

@@ -14,22 +14,18 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from collector.aggregation.rules import Estimation
-from collector.commit import (
-    CommitListener,
-    CommitSettings,
-    Committed,
-    GroupCommit,
-)
+from collector.commit import CommitSettings, GroupCommit
 from collector.config import Config, MetricsConfig
 from collector.ingest import Ingest, Sources
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.model import Operation
+from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
 from collector.receivers.auth import Credentials
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
+from collector.receivers.status import uncounted
 from collector.telemetry import SelfTelemetry, TelemetrySink, count_writes
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
@@ -160,11 +156,13 @@ class Service:
             a.protect_health,
         )
         cert, key = config.tls.cert_file, config.tls.key_file
+        retryable = self.telemetry.retryable if self.telemetry is not None else uncounted
         self.grpc = GrpcReceiver(
             self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port, credentials,
             tls.grpc_credentials(cert, key) if cert is not None and key is not None else None,
+            retryable,
         )  # fmt: skip
-        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials)
+        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials, retryable)
         self.http = HttpReceiver(
             app, r.host, r.http_port, reuse_port,
             tls.server_context(cert, key) if cert is not None and key is not None else None,

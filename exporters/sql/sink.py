@@ -25,9 +25,8 @@ from typing import TypeVar
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collector.commit import Committed, Work
 from collector.errors import RetryableError
-from collector.model import UsageReport
+from collector.model import Committed, UsageReport, Work
 from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
