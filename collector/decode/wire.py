@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from collector.decode import json as otlp_json
 from collector.decode import protobuf as pb
 from collector.decode.items import PointItem, SpanItem
+from collector.decode.structure import check_protobuf
 from collector.errors import PermanentError
 from collector.model import Encoding, IngestResult, Signal
 
@@ -36,31 +37,31 @@ def parse(message: M, data: bytes) -> M:
     return message
 
 
-def load_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
-
-
-def spans(encoding: Encoding, body: bytes, wanted: frozenset[str]) -> Iterator[SpanItem]:
+def spans(
+    encoding: Encoding, body: bytes, wanted: frozenset[str], max_items: int
+) -> Iterator[SpanItem]:
     """The spans of an OTLP trace export; ``PermanentError`` (also while iterating, for a
-    structural error of a JSON body) when the body is not one."""
+    structural error of a JSON body) when the body is not one, or holds more than
+    ``max_items`` elements (``collector.decode.structure``)."""
     if encoding is Encoding.PROTOBUF:
+        check_protobuf(body, "traces", max_items)
         return pb.spans(parse(tpb.ExportTraceServiceRequest(), body), wanted)
-    return otlp_json.spans(load_json(body), wanted)
+    return otlp_json.spans(otlp_json.loads(body, max_items), wanted)
 
 
-def points(encoding: Encoding, body: bytes, names: frozenset[str]) -> Iterator[PointItem]:
+def points(
+    encoding: Encoding, body: bytes, names: frozenset[str], max_items: int
+) -> Iterator[PointItem]:
     """The points of the metrics named ``names`` in an OTLP metrics export."""
     if encoding is Encoding.PROTOBUF:
+        check_protobuf(body, "metrics", max_items)
         return pb.points(parse(mpb.ExportMetricsServiceRequest(), body), names)
-    return otlp_json.points(load_json(body), names)
+    return otlp_json.points(otlp_json.loads(body, max_items), names)
 
 
-def gateway(body: bytes) -> list[Any]:
+def gateway(body: bytes, max_items: int) -> list[Any]:
     """GPUStack's gateway push: one object or a list of them."""
-    doc = load_json(body)
+    doc = otlp_json.loads(body, max_items)
     return doc if isinstance(doc, list) else [doc]
 
 

@@ -34,7 +34,7 @@ COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Limits:
-    max_items: int = 100_000
+    max_items: int = 2_000_000
     max_attributes: int = 256
     max_value_length: int = 4096
     max_count: int = 10**12

@@ -9,11 +9,17 @@ refused (413) as soon as the output passes the cap, so a bomb is never inflated 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import zlib
+from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import ClientConnectionError, web
 
 from collector.errors import Kind, PermanentError
+from collector.inflight import Held, InFlight
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 _GZIP = 16 + zlib.MAX_WBITS
@@ -31,21 +37,71 @@ def too_large(limit: int) -> PermanentError:
     return PermanentError(f"request body over {limit} bytes (after decompression)", Kind.TOO_LARGE)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The decoded body, at most ``limit`` bytes. Raises ``PermanentError`` (invalid, too
-    large, unsupported media)."""
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a body may take: ``idle`` seconds at most between two pieces of it, ``total``
+    seconds at most for all of it (``receivers.idle_timeout``, ``receivers.body_timeout``)."""
+
+    idle: float = 10.0
+    total: float = 60.0
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+async def read_body(
+    request: web.Request, limit: int, held: Held | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> bytes:
+    """The decoded body, at most ``limit`` bytes, each byte read or inflated taken from
+    ``held`` (the in-flight budget). Raises ``PermanentError`` (invalid, too large,
+    unsupported media, timed out) or ``RetryableError`` (over the in-flight budget)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in _ENCODINGS:
         raise PermanentError(
             f"unsupported content encoding {encoding[:40]!r}; use gzip, deflate or identity",
             Kind.UNSUPPORTED_MEDIA,
         )
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(limit) from None
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    held = held if held is not None else Held(InFlight(2**62, 2**62))
+    raw = await _read(request, limit, held, timeouts)
     wbits = _ENCODINGS[encoding]
-    return raw if wbits is None else inflate(raw, wbits, limit)
+    if wbits is None:
+        return raw
+    body = await asyncio.to_thread(inflate, raw, wbits, limit)  # zlib lets the loop run
+    del raw
+    held.take(len(body))
+    return body
+
+
+async def _read(request: web.Request, limit: int, held: Held, timeouts: Timeouts) -> bytes:
+    """The body as sent; a pause longer than ``timeouts.idle`` or a body slower than
+    ``timeouts.total`` is refused (408), an upload the client gave up is refused with one
+    WARNING line, and what was read of either is dropped at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeouts.total
+    buffer = bytearray()
+    try:
+        async with asyncio.timeout(timeouts.idle) as timer:
+            while chunk := await request.content.readany():
+                held.take(len(chunk))
+                buffer += chunk
+                if len(buffer) > limit:
+                    raise too_large(limit)
+                timer.reschedule(min(loop.time() + timeouts.idle, deadline))
+    except TimeoutError:
+        got = len(buffer)
+        del buffer
+        raise PermanentError(f"request body not received in time ({got} bytes in; at most "
+                             f"{timeouts.idle:g} s between pieces, {timeouts.total:g} s in "
+                             "all)", Kind.TIMEOUT) from None  # fmt: skip
+    except (ConnectionError, ClientConnectionError):
+        got = len(buffer)
+        del buffer
+        logger.warning("upload from %s aborted by the client after %d bytes", request.remote, got)
+        raise PermanentError("upload aborted by the client") from None
+    return bytes(buffer)
 
 
 def inflate(data: bytes, wbits: int, limit: int) -> bytes:

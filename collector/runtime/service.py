@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from collector.aggregation.rules import Estimation
 from collector.commit import CommitSettings, GroupCommit
 from collector.config import Config, MetricsConfig
+from collector.inflight import InFlight
 from collector.ingest import Ingest, Sources
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
@@ -23,6 +24,7 @@ from collector.mapping.points import MetricRules
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
 from collector.receivers.auth import Credentials
+from collector.receivers.body import Timeouts
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.receivers.status import uncounted
@@ -147,6 +149,7 @@ class Service:
             Sources(s.spans, s.genai_metrics, s.gateway),
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=config.limits.runtime(),
+            inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items, c.retry_after),
         )
         r = config.receivers
         a = config.auth
@@ -160,12 +163,14 @@ class Service:
         self.grpc = GrpcReceiver(
             self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port, credentials,
             tls.grpc_credentials(cert, key) if cert is not None and key is not None else None,
-            retryable,
+            retryable, (r.header_timeout, r.body_timeout),
         )  # fmt: skip
-        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials, retryable)
+        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials, retryable,
+                        Timeouts(r.idle_timeout, r.body_timeout))  # fmt: skip
         self.http = HttpReceiver(
             app, r.host, r.http_port, reuse_port,
             tls.server_context(cert, key) if cert is not None and key is not None else None,
+            r.header_timeout,
         )  # fmt: skip
         self._stopped = False
 

@@ -31,7 +31,9 @@ def test_every_repeated_level_of_a_trace_request_counts() -> None:
     resource_spans.resource.attributes.add(key="service.name")  # 2
     scope = resource_spans.scope_spans.add()  # 3
     scope.scope.attributes.add(key="s")  # 4
-    for n in range(3):  # 3 spans, each with 2 attributes, one an array of 2 values
+    # 3 spans, each: the span, 2 attributes with their values (one an array of 2 values, one
+    # of them a key-value list of one key-value), an event with an attribute, a link
+    for n in range(3):
         span = scope.spans.add(name=f"s{n}")
         span.attributes.add(key="a").value.int_value = n
         array = span.attributes.add(key="b").value.array_value
@@ -39,7 +41,7 @@ def test_every_repeated_level_of_a_trace_request_counts() -> None:
         array.values.add().kvlist_value.values.add(key="k")  # a value and its key-value
         span.events.add(name="e").attributes.add(key="ea")  # an event and its attribute
         span.links.add()
-    assert count_elements(request.SerializeToString(), "traces", 10**9) == 4 + 3 * 9
+    assert count_elements(request.SerializeToString(), "traces", 10**9) == 4 + 3 * 11
 
 
 def test_every_repeated_level_of_a_metrics_request_counts() -> None:
