@@ -23,7 +23,7 @@ from typing import Any
 
 from collector.aggregation.rules import Estimation, estimate
 from collector.decode import wire
-from collector.decode.items import PointItem, SpanItem
+from collector.decode.items import Body, PointItem, SpanItem
 from collector.errors import Kind, PermanentError
 from collector.inflight import Held, InFlight
 from collector.mapping.catalog import Catalog
@@ -102,7 +102,7 @@ class Ingest:
         }
 
     async def export(
-        self, signal: Signal, encoding: Encoding, body: bytes, held: Held | None = None
+        self, signal: Signal, encoding: Encoding, body: Body, held: Held | None = None
     ) -> bytes:
         """One request, start to answer: the response body in ``encoding``. Raises
         ``PermanentError`` (bad request) or ``RetryableError`` (not taken now). ``held`` is
@@ -121,7 +121,7 @@ class Ingest:
         return wire.answer(signal, encoding, _result(work))
 
     def _decode(
-        self, signal: Signal, encoding: Encoding, body: bytes, max_items: int
+        self, signal: Signal, encoding: Encoding, body: Body, max_items: int
     ) -> Iterable[Any]:
         if signal is Signal.TRACES:
             return wire.spans(encoding, body, self.mapper.wanted, max_items)

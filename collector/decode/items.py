@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 Attrs = dict[str, Any]
+Body = bytes | bytearray
+"""A request body as received: a bytearray when the receiver assembled or inflated it, kept
+as is (a copy to bytes would double the peak memory of a large body)."""
 
 TEMPORALITY_DELTA = 1
 TEMPORALITY_CUMULATIVE = 2

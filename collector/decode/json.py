@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from collector.decode.items import Attrs, PointItem, SpanItem, Unreadable
+from collector.decode.items import Attrs, Body, PointItem, SpanItem, Unreadable
 from collector.decode.structure import check_json
 from collector.errors import PermanentError
 
@@ -27,12 +27,15 @@ class Malformed(PermanentError):
         super().__init__(f"malformed OTLP/JSON: {detail}")
 
 
-def loads(body: bytes, max_items: int) -> Any:
-    """The JSON document of ``body``; a body of more than ``max_items`` objects and arrays
-    is refused (413) before it is materialised, a malformed one is refused (400)."""
+def loads(body: Body, max_items: int) -> Any:
+    """The JSON document of ``body`` (UTF-8, as OTLP/JSON and the gateway send it); a body of
+    more than ``max_items`` objects and arrays is refused (413) before it is materialised, a
+    malformed one is refused (400)."""
     check_json(body, max_items)
     try:
-        return json.loads(body)
+        # Invalid UTF-8 becomes lone surrogates: the item whose read field holds one is
+        # rejected ("not valid Unicode text"), bad bytes in a field nobody reads are ignored.
+        return json.loads(body.decode("utf-8", "surrogateescape"))
     except (ValueError, RecursionError) as exc:
         raise PermanentError(f"malformed JSON: {exc}") from None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from collector.decode.items import Body
 from collector.errors import Kind, PermanentError
 
 Schema = Mapping[int, str]
@@ -70,13 +71,13 @@ def too_many(limit: int) -> PermanentError:
                           "span, point and attribute counts)", Kind.TOO_LARGE)  # fmt: skip
 
 
-def check_json(body: bytes, limit: int) -> None:
+def check_json(body: Body, limit: int) -> None:
     """Refuse (413) a JSON body with more than ``limit`` objects and arrays."""
     if len(body) // 2 > limit and body.count(b"{") + body.count(b"[") > limit:
         raise too_many(limit)
 
 
-def check_protobuf(data: bytes, root: str, limit: int) -> None:
+def check_protobuf(data: Body, root: str, limit: int) -> None:
     """Refuse (413) an OTLP ``root`` (``traces`` or ``metrics``) request of more than
     ``limit`` elements. Malformed bytes are left to the parser to refuse."""
     if len(data) // 2 <= limit or _len_tag_bound(data, limit) <= limit:
@@ -85,7 +86,7 @@ def check_protobuf(data: bytes, root: str, limit: int) -> None:
         raise too_many(limit)
 
 
-def _len_tag_bound(data: bytes, limit: int) -> int:
+def _len_tag_bound(data: Body, limit: int) -> int:
     """Bytes that could start a length-delimited field: at least the elements."""
     found = 0
     for start in range(0, len(data), _SLICE):
@@ -95,44 +96,60 @@ def _len_tag_bound(data: bytes, limit: int) -> int:
     return found
 
 
-def count_elements(data: bytes, root: str, limit: int) -> int:
+def count_elements(data: Body, root: str, limit: int) -> int:
     """Elements of the repeated levels in ``data``, counted until past ``limit``."""
     return _walk(data, 0, len(data), TYPES[root], 0, limit, 0)
 
 
-def _walk(data: bytes, pos: int, end: int, schema: Schema, depth: int, limit: int,
+def _walk(data: Body, pos: int, end: int, schema: Schema, depth: int, limit: int,
           count: int) -> int:  # fmt: skip
     """``count`` plus the elements in ``data[pos:end]``, a message of type ``schema``; depth
-    first, so the walk holds one frame per nesting level, never one per element."""
+    first, so the walk holds one frame per nesting level, never one per element. One-byte
+    tags and lengths (what a bomb is made of) are read inline: ~0.3 us per element."""
     while pos < end:
-        tag, pos = _varint(data, pos)
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(data, pos)
         wire = tag & 7
         if wire == 2:
-            size, pos = _varint(data, pos)
+            size = data[pos] if pos < end else 0
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = _varint(data, pos)
             child = schema.get(tag >> 3)
-            if child is not None and depth < MAX_DEPTH:
+            if child is not None:
                 if child not in SINGLE:
                     count += 1
                     if count > limit:
                         return count
                 inner = TYPES.get(child)
-                if inner is not None:
+                if inner is not None and size >= 2 and depth < MAX_DEPTH:
                     count = _walk(data, pos, min(pos + size, end), inner, depth + 1, limit, count)
                     if count > limit:
                         return count
             pos += size
-        elif wire == 0:
-            _value, pos = _varint(data, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
         else:
-            return count  # groups or garbage: the parser refuses it
+            pos = _skip(data, pos, wire)
+            if pos < 0:
+                return count  # groups or garbage: the parser refuses it
     return count
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _skip(data: Body, pos: int, wire: int) -> int:
+    """The position after a scalar field's value; -1 for a wire type OTLP never uses."""
+    if wire == 0:
+        return _varint(data, pos)[1]
+    if wire == 1:
+        return pos + 8
+    if wire == 5:
+        return pos + 4
+    return -1
+
+
+def _varint(data: Body, pos: int) -> tuple[int, int]:
     byte = data[pos] if pos < len(data) else 0
     if byte < 0x80:
         return byte, pos + 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.decode import json as otlp_json
 from collector.decode import protobuf as pb
-from collector.decode.items import PointItem, SpanItem
+from collector.decode.items import Body, PointItem, SpanItem
 from collector.decode.structure import check_protobuf
 from collector.errors import PermanentError
 from collector.model import Encoding, IngestResult, Signal
@@ -27,18 +27,18 @@ from collector.model import Encoding, IngestResult, Signal
 M = TypeVar("M", bound=Message)
 
 
-def parse(message: M, data: bytes) -> M:
+def parse(message: M, data: Body) -> M:
     """``message`` filled from ``data``; a body protobuf cannot read is a permanent error
     with the reason (HTTP 400 / gRPC INVALID_ARGUMENT)."""
     try:
-        message.ParseFromString(data)
+        message.ParseFromString(cast(bytes, data))  # upb reads any buffer; no copy
     except (DecodeError, RecursionError) as exc:
         raise PermanentError(f"malformed protobuf: {exc}") from None
     return message
 
 
 def spans(
-    encoding: Encoding, body: bytes, wanted: frozenset[str], max_items: int
+    encoding: Encoding, body: Body, wanted: frozenset[str], max_items: int
 ) -> Iterator[SpanItem]:
     """The spans of an OTLP trace export; ``PermanentError`` (also while iterating, for a
     structural error of a JSON body) when the body is not one, or holds more than
@@ -50,7 +50,7 @@ def spans(
 
 
 def points(
-    encoding: Encoding, body: bytes, names: frozenset[str], max_items: int
+    encoding: Encoding, body: Body, names: frozenset[str], max_items: int
 ) -> Iterator[PointItem]:
     """The points of the metrics named ``names`` in an OTLP metrics export."""
     if encoding is Encoding.PROTOBUF:
@@ -59,7 +59,7 @@ def points(
     return otlp_json.points(otlp_json.loads(body, max_items), names)
 
 
-def gateway(body: bytes, max_items: int) -> list[Any]:
+def gateway(body: Body, max_items: int) -> list[Any]:
     """GPUStack's gateway push: one object or a list of them."""
     doc = otlp_json.loads(body, max_items)
     return doc if isinstance(doc, list) else [doc]

@@ -142,9 +142,11 @@ class HttpReceiver:
         connection whose next request has not arrived whole by then, idle or half sent)."""
         # auto_decompress off: read_body inflates within the size cap (see receivers.body).
         # logger: malformed requests log one masked line each (see receivers.requestlog).
+        # lingering_time: after refusing a body unread (408, 413), read and drop the rest
+        # for at most a second before closing (aiohttp's default: 10 s per connection).
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, auto_decompress=False,
-            keepalive_timeout=header_timeout, logger=server_logger(),
+            keepalive_timeout=header_timeout, logger=server_logger(), lingering_time=1.0,
         )  # fmt: skip
         self._ssl = ssl_context
         self._host = host
