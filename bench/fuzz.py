@@ -6,7 +6,9 @@ calls before the commit: inflate, parse, decode, map, bound. An input may be ref
 ``PermanentError`` (the 400/413/415 path); any other exception is a crash. Prints inputs tried
 and crashes per target; exits 1 when there was a crash.
 
-    python bench/fuzz.py --examples 3000
+    python -m bench.fuzz --examples 3000
+
+``tests/test_fuzz_smoke.py`` imports this module (``bench.fuzz``) and runs it in miniature.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as a script (python bench/fuzz.py): the repository root first
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,10 +33,10 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.aggregation.rules import Estimation
+from collector.config import LimitsConfig
 from collector.errors import PermanentError
 from collector.ingest import Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
-from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
 from collector.model import Encoding, Signal, Work
 from collector.receivers.body import inflate
@@ -54,8 +57,9 @@ class Recording:
 
 def _ingest() -> Ingest:
     commit: Any = Recording()
-    return Ingest(FieldMapper(MappingRules()), MetricRules(custom_counters={"app.tokens":
-                  "input_token"}), Estimation(), commit, limits=Limits(max_items=1000))  # fmt: skip
+    rules = MetricRules(custom_counters={"app.tokens": "input_token"})
+    limits = LimitsConfig(max_items=1000).settings()
+    return Ingest(FieldMapper(MappingRules()), rules, Estimation(), commit, limits=limits)
 
 
 def _seed_traces() -> bytes:

@@ -35,11 +35,14 @@ Pending = tuple[Work, "asyncio.Future[None]", float]
 
 @dataclasses.dataclass(frozen=True)
 class CommitSettings:
-    max_batch: int = 5000
-    flush_interval: float = 0.1
-    max_pending: int = 20_000
-    retry_after: float = 1.0
-    concurrency: int = 1
+    """The commit's settings, derived from ``collector.config.CommitConfig`` (which holds the
+    defaults and decides the engine-specific ones)."""
+
+    max_batch: int
+    flush_interval: float
+    max_pending: int
+    retry_after: float
+    concurrency: int
     """Transactions in flight at once: with 2, rows of the next batch are built while the
     database commits the last one (keys are locked in sorted order, so they cannot
     deadlock each other; SQLite has one writer and stays at 1)."""

@@ -27,6 +27,7 @@ from pydantic import (
 
 from collector import conventions as conv
 from collector.aggregation.rules import EXTRA_DIMENSIONS
+from collector.commit import CommitSettings
 from collector.mapping.fields import MAPPABLE_FIELDS
 from collector.mapping.limits import Limits
 
@@ -104,8 +105,24 @@ class CommitConfig(Section):
     spans in flight: about 16% more spans/s than two of at most 5000). SQLite has one
     writer, so there one larger transaction at a time does best."""
 
+    def settings(self, engine: str) -> CommitSettings:
+        """The commit's settings on ``engine`` (a SQLAlchemy dialect name): what is unset
+        takes that engine's default."""
+        postgres = engine == "postgresql"
+        return CommitSettings(
+            max_batch=self.max_batch or (2000 if postgres else 5000),
+            flush_interval=self.flush_interval,
+            max_pending=self.max_pending,
+            retry_after=self.retry_after,
+            concurrency=self.concurrency or (3 if postgres else 1),
+        )
+
 
 class SourcesConfig(Section):
+    """Which inputs count. The GenAI semconv metrics repeat the usage of the spans of the same
+    calls (the official instrumentations emit both), so by default spans count and those
+    metrics do not; custom counters always count."""
+
     spans: bool = True
     genai_metrics: bool = False
     """Count the GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
@@ -262,8 +279,9 @@ class LimitsConfig(Section):
     max_ahead: float = Field(86_400.0, ge=0)
     """Seconds a timestamp may lie ahead of the bridge's clock; later rejects the item."""
 
-    def runtime(self) -> Limits:
-        """The per-request bounds the ingest core checks."""
+
+    def settings(self) -> Limits:
+        """The bounds ingest checks."""
         earliest = datetime.combine(self.earliest, time(), UTC)
         return Limits(self.max_items, self.max_attributes, self.max_value_length,
                       self.max_count, int(earliest.timestamp() * 1000),

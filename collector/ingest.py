@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from collector.aggregation.rules import Estimation, estimate
+from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
 from collector.decode.items import Body, PointItem, SpanItem
 from collector.errors import Kind, PermanentError
@@ -29,7 +30,7 @@ from collector.inflight import Held, InFlight
 from collector.mapping.catalog import Catalog
 from collector.mapping.fields import FieldMapper
 from collector.mapping.gateway import gateway_report
-from collector.mapping.limits import DEFAULT_LIMITS, Limits, check_attributes, check_report
+from collector.mapping.limits import Limits, check_attributes, check_report
 from collector.mapping.points import MetricRules, point_sample
 from collector.mapping.spans import span_report
 from collector.mapping.values import BadValue
@@ -55,20 +56,11 @@ OFF_LOOP_BYTES = 1 << 20
 a 64 MiB bomb takes about a second, during which the loop must keep answering (it gets the
 interpreter at least every 5 ms, the switch interval). Shorter bodies parse in well under
 10 ms, where the thread hand-off would cost more than it saves."""
+DEFAULT_SOURCES = SourcesConfig()
+DEFAULT_LIMITS = LimitsConfig().settings()
 
 MapOne = Callable[[Any, int, Work], None]
 """Map one decoded item into ``work`` (received at ``now``, UnixMilli); raises ``BadValue``."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Sources:
-    """Which inputs count. The GenAI semconv metrics repeat the usage of the spans of the same
-    calls (the official instrumentations emit both), so by default spans count and those
-    metrics do not; custom counters always count."""
-
-    spans: bool = True
-    genai_metrics: bool = False
-    gateway: bool = True
 
 
 class Ingest:
@@ -78,12 +70,14 @@ class Ingest:
         metric_rules: MetricRules,
         estimation: Estimation,
         commit: Commit,
-        sources: Sources = Sources(),
+        sources: SourcesConfig = DEFAULT_SOURCES,
         clock: Callable[[], float] = time.time,
         catalog: Catalog | None = None,
         limits: Limits = DEFAULT_LIMITS,
         inflight: InFlight | None = None,
     ) -> None:
+        """``sources``: which inputs count (custom counters always do); ``limits``: the bounds
+        of one request's content."""
         self.mapper = mapper
         self.metric_rules = metric_rules
         self.metric_names = metric_rules.names

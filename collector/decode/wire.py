@@ -70,8 +70,7 @@ def answer(signal: Signal, encoding: Encoding, result: IngestResult) -> bytes:
     if signal is Signal.GATEWAY:
         doc = {"accepted": result.accepted, "rejected": result.rejected, "message": result.message}
         return json.dumps(doc).encode()
-    traces = signal is Signal.TRACES
-    response: Message = traces_response(result) if traces else metrics_response(result)
+    response = otlp_response(signal, result)
     if encoding is Encoding.PROTOBUF:
         return response.SerializeToString()
     # Responses are small: the protobuf JSON printer (lowerCamelCase, 64-bit counts as
@@ -79,19 +78,21 @@ def answer(signal: Signal, encoding: Encoding, result: IngestResult) -> bytes:
     return json.dumps(json_format.MessageToDict(response)).encode()
 
 
-def traces_response(result: IngestResult) -> tpb.ExportTraceServiceResponse:
-    response = tpb.ExportTraceServiceResponse()
-    if result.rejected:
-        response.partial_success.rejected_spans = result.rejected
-        response.partial_success.error_message = result.message
-    return response
+_RESPONSES: dict[Signal, tuple[type[Message], str]] = {
+    Signal.TRACES: (tpb.ExportTraceServiceResponse, "rejected_spans"),
+    Signal.METRICS: (mpb.ExportMetricsServiceResponse, "rejected_data_points"),
+}
+"""An OTLP export's response type and its ``partial_success`` count of rejected items."""
 
 
-def metrics_response(result: IngestResult) -> mpb.ExportMetricsServiceResponse:
-    response = mpb.ExportMetricsServiceResponse()
+def otlp_response(signal: Signal, result: IngestResult) -> Message:
+    """The OTLP export response: ``partial_success`` only when something was rejected."""
+    kind, rejected = _RESPONSES[signal]
+    response = kind()
     if result.rejected:
-        response.partial_success.rejected_data_points = result.rejected
-        response.partial_success.error_message = result.message
+        partial: Any = getattr(response, "partial_success")  # noqa: B009 (both types have one)
+        setattr(partial, rejected, result.rejected)
+        partial.error_message = result.message
     return response
 
 

@@ -34,17 +34,16 @@ COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Limits:
-    max_items: int = 2_000_000
-    max_attributes: int = 256
-    max_value_length: int = 4096
-    max_count: int = 10**12
-    earliest_ms: int = EARLIEST_MS
+    """Derived from ``collector.config.LimitsConfig``, which holds the defaults."""
+
+    max_items: int
+    max_attributes: int
+    max_value_length: int
+    max_count: int
+    earliest_ms: int
     """Timestamps (UnixMilli) before this reject the item."""
-    max_ahead_ms: int = 86_400_000
+    max_ahead_ms: int
     """Timestamps more than this after the bridge's clock reject the item."""
-
-
-DEFAULT_LIMITS = Limits()
 
 
 def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limits: Limits) -> None:

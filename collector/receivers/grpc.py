@@ -15,10 +15,11 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
+from collector.credentials import Credentials
 from collector.errors import BridgeError, RetryableError
 from collector.ingest import Ingest
 from collector.model import Encoding, Signal
-from collector.receivers.auth import Credentials, GrpcAuth
+from collector.receivers.auth import GrpcAuth
 from collector.receivers.status import Retryable, grpc_code, grpc_trailers, uncounted
 
 logger = logging.getLogger(__name__)

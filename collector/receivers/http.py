@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from collector.credentials import Credentials
 from collector.errors import BridgeError, Kind, PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.model import Encoding, Signal
-from collector.receivers.auth import Credentials, http_middleware
+from collector.receivers.auth import http_middleware
 from collector.receivers.body import DEFAULT_TIMEOUTS, Timeouts, read_body
 from collector.receivers.requestlog import server_logger
 from collector.receivers.status import (

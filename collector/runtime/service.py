@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from collector.aggregation.rules import Estimation
-from collector.commit import CommitSettings, GroupCommit
+from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
+from collector.credentials import Credentials
 from collector.inflight import InFlight
-from collector.ingest import Ingest, Sources
+from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
-from collector.receivers.auth import Credentials
 from collector.receivers.body import Timeouts
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
@@ -123,17 +123,11 @@ class Service:
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
         writer = self.sink if self.telemetry is None else count_writes(self.sink, self.telemetry)
-        c = config.commit
-        postgres = self.engine.dialect.name == "postgresql"
         self.commit = GroupCommit(
-            writer,
-            CommitSettings(c.max_batch or (2000 if postgres else 5000), c.flush_interval,
-                           c.max_pending, c.retry_after, c.concurrency or (3 if postgres else 1)),
-            listeners,
-        )  # fmt: skip
+            writer, config.commit.settings(self.engine.dialect.name), listeners
+        )
         if self.telemetry is not None:
             self.telemetry.watch_pending(lambda: self.commit.pending)
-        s = config.sources
         # The watcher notes the file's state before the first read: a change made meanwhile
         # is picked up by the first check, not missed.
         self._watcher: CatalogWatcher | None = None
@@ -146,10 +140,11 @@ class Service:
             MetricRules(custom_counters=config.mapping.counters),
             Estimation(agg.bytes_per_input_token, agg.tokens_per_output_chunk),
             self.commit,
-            Sources(s.spans, s.genai_metrics, s.gateway),
+            config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
-            limits=config.limits.runtime(),
-            inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items, c.retry_after),
+            limits=lim.settings(),
+            inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items,
+                              config.commit.retry_after),
         )
         r = config.receivers
         a = config.auth
