@@ -152,27 +152,32 @@ async def test_a_protobuf_structure_bomb_neither_stalls_the_loop_nor_parses(
     assert len(packed) < 200_000
     before = _memory(server)["VmRSS"]
     _reset_peak(server)
-    async with HealthProbe(server, 8.0) as probe:
+    async with HealthProbe(server, 4.0) as http_probe:
         started = time.monotonic()
         status, _answer = await _post(server, "/v1/traces", packed, Content_Encoding="gzip",
                                       Content_Type="application/x-protobuf")  # fmt: skip
         http_seconds = time.monotonic() - started
-        options = [("grpc.max_send_message_length", -1)]
-        async with grpc.aio.insecure_channel(server.grpc, options=options) as channel:
-            export = channel.unary_unary(TRACE)
-            started = time.monotonic()
-            with pytest.raises(grpc.aio.AioRpcError) as error:
-                await export(bomb, timeout=30, compression=grpc.Compression.Gzip)
-            grpc_seconds = time.monotonic() - started
+    options = [("grpc.max_send_message_length", -1)]
+    async with (
+        grpc.aio.insecure_channel(server.grpc, options=options) as channel,
+        HealthProbe(server, 5.0) as grpc_probe,
+    ):
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await channel.unary_unary(TRACE)(bomb, timeout=30, compression=grpc.Compression.Gzip)
+        grpc_seconds = time.monotonic() - started
     peak = _memory(server)["VmHWM"] - before
-    print(f"resource bomb: HTTP {http_seconds:.2f} s, gRPC {grpc_seconds:.2f} s, "
-          f"/healthz worst {probe.worst * 1000:.0f} ms over {probe.answered} probes, "
+    print(f"resource bomb: HTTP {http_seconds:.2f} s (/healthz worst "
+          f"{http_probe.worst * 1000:.0f} ms of {http_probe.answered}), gRPC {grpc_seconds:.2f} s "
+          f"(/healthz worst {grpc_probe.worst * 1000:.0f} ms of {grpc_probe.answered}), "
           f"peak +{peak / MIB:.0f} MiB")  # fmt: skip
     assert status == 413
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "more than 2000000 items" in (error.value.details() or "")
-    assert probe.answered > 10
-    assert probe.worst < 0.5  # 28 s before the structure bound; ~100 ms expected
+    assert http_probe.answered > 10 and grpc_probe.answered > 10
+    # 28 s before the structure bound. Unloaded: ~40 ms over HTTP; gRPC itself holds the
+    # loop ~100-150 ms to hand a 64 MiB message over. Bounds leave room for a busy machine.
+    assert http_probe.worst < 0.5 and grpc_probe.worst < 1.0
     assert peak < 250 * MIB
     await _still_counts(server, "after-resource-bomb")
 
