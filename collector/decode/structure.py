@@ -67,8 +67,8 @@ MAX_DEPTH = 100
 
 
 def too_many(limit: int) -> PermanentError:
-    return PermanentError(f"more than {limit} items in one request (every resource, scope, "
-                          "span, point and attribute counts)", Kind.TOO_LARGE)  # fmt: skip
+    """The refusal, worded as the item count's (README "Limits" says what counts)."""
+    return PermanentError(f"more than {limit} items in one request", Kind.TOO_LARGE)
 
 
 def check_json(body: Body, limit: int) -> None:
