@@ -267,3 +267,51 @@ async def test_malformed_requests_log_one_masked_line_each_rate_limited(tmp_path
     assert lines[0].endswith("malformed HTTP request from 127.0.0.1: Missing expected CR "
                              "after header value")  # fmt: skip
     assert "Traceback" not in log and "ERROR" not in log
+
+
+def _big_push(name: str, size: int) -> tuple[bytes, int]:
+    """A gateway push of ~``size`` bytes: (body, reports in it), 5 tokens each."""
+    one = len(f'{{"model": "{name}", "input_token": 5, "request_id": "{name}-000000"}}, ')
+    count = size // one
+    items = [f'{{"model": "{name}", "input_token": 5, "request_id": "{name}-{n:06d}"}}'
+             for n in range(count)]  # fmt: skip
+    return ("[" + ", ".join(items) + "]").encode(), count
+
+
+async def test_over_the_in_flight_budget_requests_are_refused_retryably(tmp_path: Path) -> None:
+    config = {"limits": {"max_inflight_bytes": 1 * MIB}, "receivers": {"idle_timeout": 20.0},
+              "commit": {"flush_interval": 0.01, "retry_after": 2.0}}  # fmt: skip
+    with Server(f"sqlite:///{tmp_path / 'tb.db'}", tmp_path, config) as server:
+        # one upload holds 900 KiB of the 1 MiB budget while it is being sent
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+        held, held_count = _big_push("held", 2 * MIB)
+        writer.write(b"POST /v2/usage/gateway-metrics HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(held))  # fmt: skip
+        writer.write(held[: 900 * 1024])
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        second, second_count = _big_push("second", 300 * 1024)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(server.http + "/v2/usage/gateway-metrics", data=second,
+                         headers={"Content-Type": "application/json"}) as response,
+        ):  # fmt: skip
+            status, retry_after = response.status, response.headers.get("Retry-After")
+            answer = await response.json()
+        assert (status, retry_after) == (503, "2")
+        assert answer["code"] == 14 and answer["message"].startswith("requests in flight hold")
+        async with grpc.aio.insecure_channel(server.grpc) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await channel.unary_unary(TRACE)(b"\x0a\x00" * 200_000, timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        trailers = dict(error.value.trailing_metadata() or ())
+        assert "google.rpc.retryinfo-bin" in trailers
+        # the held upload completes and is counted; then the second fits
+        writer.write(held[900 * 1024 :])
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.read(200), 10)).startswith(b"HTTP/1.1 200")
+        writer.close()
+        assert (await _post(server, "/v2/usage/gateway-metrics", second))[0] == 200
+        rows = await query(server.database_url, "SELECT model_name, prompt_token_count "
+                           "FROM model_usages ORDER BY model_name")  # fmt: skip
+    assert rows == [("held", 5 * held_count), ("second", 5 * second_count)]
