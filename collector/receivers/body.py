@@ -10,7 +10,6 @@ refused (413) as soon as the output passes the cap, so a bomb is never inflated 
 from __future__ import annotations
 
 import asyncio
-import logging
 import zlib
 from dataclasses import dataclass
 
@@ -19,8 +18,10 @@ from aiohttp import ClientConnectionError, web
 from collector.decode.items import Body
 from collector.errors import Kind, PermanentError
 from collector.inflight import Held, InFlight
+from collector.receivers.requestlog import server_logger
 
-logger = logging.getLogger(__name__)
+requests_log = server_logger()
+"""Aborted uploads log there: one masked line each, within the malformed requests' rate."""
 
 CHUNK = 1 << 20
 _GZIP = 16 + zlib.MAX_WBITS
@@ -102,7 +103,8 @@ async def _read(
     except (ConnectionError, ClientConnectionError):
         got = len(buffer)
         del buffer
-        logger.warning("upload from %s aborted by the client after %d bytes", request.remote, got)
+        requests_log.warning("upload from %s aborted by the client after %d bytes",
+                             request.remote, got)  # fmt: skip
         raise PermanentError("upload aborted by the client") from None
     return buffer  # bytes-like; not bytes(buffer): a copy would double the peak
 
