@@ -97,13 +97,16 @@ def check_report(report: UsageReport, limits: Limits) -> UsageReport:
         value = getattr(report, name)
         if value > limits.max_count:
             raise BadValue(f"{name}: {value} over the limit {limits.max_count}")
-    latest = report.received_at + limits.max_ahead_ms
-    for name in ("started_at", "completed_at"):
-        stamp = getattr(report, name)
-        if stamp is not None and not limits.earliest_ms <= stamp <= latest:
-            raise BadValue(f"{name}: {_instant(stamp)} outside the plausible window "
-                           f"{_instant(limits.earliest_ms)} .. {_instant(latest)}")  # fmt: skip
-    return report
+    earliest, latest = limits.earliest_ms, report.received_at + limits.max_ahead_ms
+    started, completed = report.started_at, report.completed_at
+    if (started is None or earliest <= started <= latest) and (
+        completed is None or earliest <= completed <= latest
+    ):
+        return report  # the common case, inline
+    started_ok = started is None or earliest <= started <= latest
+    name, stamp = ("completed_at", completed) if started_ok else ("started_at", started)
+    raise BadValue(f"{name}: {_instant(stamp or 0)} outside the plausible window "
+                   f"{_instant(earliest)} .. {_instant(latest)}")
 
 
 def _instant(millis: int) -> str:
