@@ -105,37 +105,37 @@ def _walk(data: Body, pos: int, end: int, schema: Schema, depth: int, limit: int
           count: int) -> int:  # fmt: skip
     """``count`` plus the elements in ``data[pos:end]``, a message of type ``schema``; depth
     first, so the walk holds one frame per nesting level, never one per element. One-byte
-    tags and lengths (what a bomb is made of) are read inline: ~0.3 us per element."""
-    while pos < end:
+    tags and lengths (what a bomb is made of) are read inline."""
+    while pos < end and count <= limit:
         tag = data[pos]
         if tag < 0x80:
             pos += 1
         else:
             tag, pos = _varint(data, pos)
-        wire = tag & 7
-        if wire == 2:
-            size = data[pos] if pos < end else 0
-            if size < 0x80:
-                pos += 1
-            else:
-                size, pos = _varint(data, pos)
-            child = schema.get(tag >> 3)
-            if child is not None:
-                if child not in SINGLE:
-                    count += 1
-                    if count > limit:
-                        return count
-                inner = TYPES.get(child)
-                if inner is not None and size >= 2 and depth < MAX_DEPTH:
-                    count = _walk(data, pos, min(pos + size, end), inner, depth + 1, limit, count)
-                    if count > limit:
-                        return count
-            pos += size
+        if tag & 7 == 2:
+            pos, count = _len_field(data, pos, end, schema.get(tag >> 3), depth, limit, count)
         else:
-            pos = _skip(data, pos, wire)
+            pos = _skip(data, pos, tag & 7)
             if pos < 0:
-                return count  # groups or garbage: the parser refuses it
+                break  # groups or garbage: the parser refuses it
     return count
+
+
+def _len_field(data: Body, pos: int, end: int, child: str | None, depth: int, limit: int,
+               count: int) -> tuple[int, int]:  # fmt: skip
+    """(position after, count) of a length-delimited field of type ``child`` at ``pos``."""
+    size = data[pos] if pos < end else 0
+    if size < 0x80:
+        pos += 1
+    else:
+        size, pos = _varint(data, pos)
+    if child is not None:
+        if child not in SINGLE:
+            count += 1
+        inner = TYPES.get(child)
+        if inner is not None and size >= 2 and depth < MAX_DEPTH and count <= limit:
+            count = _walk(data, pos, min(pos + size, end), inner, depth + 1, limit, count)
+    return pos + size, count
 
 
 def _skip(data: Body, pos: int, wire: int) -> int:

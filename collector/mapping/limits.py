@@ -73,16 +73,22 @@ def _check_value(key: str, value: Any, limits: Limits, depth: int) -> None:
         return
     if depth >= MAX_DEPTH:
         raise BadValue(f"{key:.100}: value nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, list | dict):
+        _check_container(key, value, limits, depth)
+
+
+def _check_container(key: str, value: list[Any] | dict[str, Any], limits: Limits,
+                     depth: int) -> None:  # fmt: skip
     if isinstance(value, list):
         if len(value) > limits.max_value_length:
             raise BadValue(f"{key:.100}: more than {limits.max_value_length} elements")
         for element in value:
             _check_value(key, element, limits, depth + 1)
-    elif isinstance(value, dict):
-        if len(value) > limits.max_attributes:
-            raise BadValue(f"{key:.100}: more than {limits.max_attributes} entries")
-        for inner_key, inner in value.items():
-            _check_value(f"{key:.100}.{inner_key:.100}", inner, limits, depth + 1)
+        return
+    if len(value) > limits.max_attributes:
+        raise BadValue(f"{key:.100}: more than {limits.max_attributes} entries")
+    for inner_key, inner in value.items():
+        _check_value(f"{key:.100}.{inner_key:.100}", inner, limits, depth + 1)
 
 
 def check_report(report: UsageReport, limits: Limits) -> UsageReport:
