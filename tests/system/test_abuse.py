@@ -240,6 +240,16 @@ async def test_stalled_headers_and_bodies_are_cut_off(server: Server) -> None:
         else:
             assert answer == b"", answer
         assert seconds < 5
+    for name, raw in {"grpc: nothing": b"", "grpc: half a preface": b"PRI * HTTP/2.0\r\n"}.items():
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.grpc_port)
+        writer.write(raw)
+        await writer.drain()
+        started = time.monotonic()
+        await asyncio.wait_for(reader.read(), 10)  # the server's GOAWAY, then closed
+        seconds = time.monotonic() - started
+        writer.close()
+        print(f"{name}: closed after {seconds:.1f} s")
+        assert seconds < 5  # receivers.header_timeout: the gRPC handshake timeout
     await _still_counts(server, "after-stalls")
 
 
