@@ -13,23 +13,26 @@ from collector.errors import Kind, PermanentError
 from collector.model import Encoding, IngestResult, Signal
 
 WANTED = frozenset({"gen_ai.request.model"})
+MAX_ITEMS = 1000
 
 
 def test_unreadable_bodies_are_permanent_errors_with_the_reason() -> None:
     with pytest.raises(PermanentError, match=r"^malformed protobuf: ") as protobuf:
-        list(wire.spans(Encoding.PROTOBUF, b"\xff\xff\xff", WANTED))
+        list(wire.spans(Encoding.PROTOBUF, b"\xff\xff\xff", WANTED, MAX_ITEMS))
     with pytest.raises(PermanentError, match=r"^malformed JSON: ") as text:
-        wire.gateway(b"{not json")
+        wire.gateway(b"{not json", MAX_ITEMS)
     with pytest.raises(PermanentError) as structure:  # raised while the items are walked
-        list(wire.spans(Encoding.JSON, b'{"resourceSpans": {"not": "a list"}}', WANTED))
+        list(wire.spans(Encoding.JSON, b'{"resourceSpans": {"not": "a list"}}', WANTED,
+                        MAX_ITEMS))  # fmt: skip
     assert structure.value.message == (
         "malformed OTLP/JSON: resourceSpans: expected an array, got dict")
     assert {protobuf.value.kind, text.value.kind, structure.value.kind} == {Kind.INVALID}
 
 
 def test_a_gateway_push_is_one_object_or_a_list() -> None:
-    assert wire.gateway(b'{"model": "m"}') == [{"model": "m"}]
-    assert wire.gateway(b'[{"model": "a"}, {"model": "b"}]') == [{"model": "a"}, {"model": "b"}]
+    assert wire.gateway(b'{"model": "m"}', MAX_ITEMS) == [{"model": "m"}]
+    assert wire.gateway(b'[{"model": "a"}, {"model": "b"}]', MAX_ITEMS) == [
+        {"model": "a"}, {"model": "b"}]  # fmt: skip
 
 
 def test_answers_carry_partial_success_only_when_something_was_rejected() -> None:
