@@ -18,7 +18,10 @@ run: install  ## serve on the embedded SQLite default (./tokenbridge.db)
 test: install  ## the whole test suite (PostgreSQL tests skip when it is unreachable, fail on CI)
 	$(PY) -m pytest $(ARGS)
 
-.PHONY: bench-replicas
+.PHONY: bench-replicas bench-sources
+bench-sources: install  ## only the producer-rule line of make bench (ARGS go to bench.sources)
+	$(PY) -m bench.sources $(ARGS)
+
 bench-replicas: install  ## only the replica table of make bench (ARGS go to bench/replicas.py)
 	$(PY) bench/replicas.py $(ARGS)
 

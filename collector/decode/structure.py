@@ -33,6 +33,11 @@ _ATTRS_AT = {"Resource": 1, "Scope": 3, "Event": 3, "Link": 4}
 TYPES: dict[str, Schema] = {
     "traces": {1: "ResourceSpans"},
     "metrics": {1: "ResourceMetrics"},
+    "logs": {1: "ResourceLogs"},
+    "ResourceLogs": {1: "Resource", 2: "ScopeLogs"},
+    "ScopeLogs": {1: "Scope", 2: "LogRecord"},
+    "LogRecord": {5: "Body", 6: "KeyValue"},
+    "Body": _ANY,
     "ResourceSpans": {1: "Resource", 2: "ScopeSpans"},
     "ScopeSpans": {1: "Scope", 2: "Span"},
     "Span": {9: "KeyValue", 11: "Event", 13: "Link"},
@@ -57,7 +62,7 @@ TYPES: dict[str, Schema] = {
     **{name: {field: "KeyValue"} for name, field in _ATTRS_AT.items()},
 }  # fmt: skip
 SINGLE = frozenset({"Resource", "Scope", "Points", "HistogramPoints", "ExpPoints",
-                    "SummaryPoints", "ArrayValue", "KeyValueList"})  # fmt: skip
+                    "SummaryPoints", "ArrayValue", "KeyValueList", "Body"})  # fmt: skip
 """Types that are one field of their parent, not elements of a repeated level. An attribute's
 value counts with its key-value, as the two objects of an OTLP/JSON attribute do."""
 _LEN_TAGS = bytes(1 if byte & 7 == 2 else 0 for byte in range(256))
@@ -78,7 +83,7 @@ def check_json(body: Body, limit: int) -> None:
 
 
 def check_protobuf(data: Body, root: str, limit: int) -> None:
-    """Refuse (413) an OTLP ``root`` (``traces`` or ``metrics``) request of more than
+    """Refuse (413) an OTLP ``root`` (``traces``, ``metrics`` or ``logs``) request of more than
     ``limit`` elements. Malformed bytes are left to the parser to refuse."""
     if len(data) // 2 <= limit or _len_tag_bound(data, limit) <= limit:
         return

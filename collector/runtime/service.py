@@ -143,6 +143,7 @@ class Service:
             config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=lim.settings(),
+            on_ignored=self.telemetry.ignored if self.telemetry is not None else None,
             inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items,
                               config.commit.retry_after),
         )

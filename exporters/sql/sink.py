@@ -1,6 +1,8 @@
 """The SQL sink: one transaction per group commit.
 
 In the transaction, in this order (every step sorted by key, so replicas lock in one order):
+0. the source rule decides which usage spans and GenAI metric points count
+   (``exporters.sql.sources``, rows of ``producer_sources`` locked when they change);
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
 2. audit rows staged with their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING
    RETURNING dedup_key``; the rows that conflicted leave the stage;
@@ -26,8 +28,8 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.errors import RetryableError
-from collector.model import Committed, UsageReport, Work
-from exporters.sql import rejects, schema, staging, streams
+from collector.model import Committed, PointSample, UsageReport, Work
+from exporters.sql import rejects, schema, sources, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
@@ -70,7 +72,7 @@ class SqlSink:
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 async with self.engine.begin() as conn:
-                    reports, duplicates = await self._write(conn, work)
+                    reports, duplicates, ruled = await self._write(conn, work)
                 break
             except exc.DBAPIError as error:
                 if is_conflict(error) and attempt < CONFLICT_RETRIES:
@@ -85,12 +87,27 @@ class SqlSink:
                 raise RetryableError(f"database unavailable: {_describe(error)}") from error
         seconds = time.perf_counter() - started
         accepted = len(work.reports) + len(work.samples)
+        if ruled is not None:
+            accepted += ruled.accepted
+            for tally, reason, items in ruled.ignored:  # committed: now tell each request
+                tally[reason] += items
         return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
 
-    async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
+    async def _write(
+        self, conn: AsyncConnection, work: Work
+    ) -> tuple[list[UsageReport], int, sources.Ruled | None]:
         reports = list(work.reports)
-        if work.samples:
-            reports.extend(await streams.deltas(conn, self._insert, work.samples, self._now()))
+        samples: Sequence[PointSample] = work.samples
+        ruled = None
+        if work.producers:  # producer rows are locked before stream rows
+            ruled = await sources.apply(conn, self._insert, work.producers, self._now())
+            reports.extend(ruled.reports)
+            samples = [*samples, *ruled.samples]
+        if samples or (ruled is not None and ruled.muted):
+            muted = ruled.muted if ruled is not None else ()
+            reports.extend(
+                await streams.deltas(conn, self._insert, samples, self._now(), muted)
+            )
         unique = _first_by_key(reports)
         new = await self._write_details(conn, unique)
         if work.rejects:
@@ -100,7 +117,7 @@ class SqlSink:
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
             await rejects.prune(conn, self._max_reject_rows)
-        return new, len(reports) - len(new)
+        return new, len(reports) - len(new), ruled
 
     async def _write_details(
         self, conn: AsyncConnection, reports: list[UsageReport]

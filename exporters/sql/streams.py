@@ -24,10 +24,18 @@ MAX_KEYS = 5000
 
 
 async def deltas(
-    conn: AsyncConnection, insert: InsertBuilder, samples: Sequence[PointSample], now: datetime
+    conn: AsyncConnection,
+    insert: InsertBuilder,
+    samples: Sequence[PointSample],
+    now: datetime,
+    muted: Sequence[PointSample] = (),
 ) -> list[UsageReport]:
+    """Reports of the deltas of ``samples``; ``muted`` samples (ignored by the source rule)
+    advance their streams' state like the others but yield no report, so a stream that
+    switches between counted and ignored counts each token once."""
     table = schema.metric_streams
-    ordered = sorted(samples, key=lambda s: (s.stream_key, s.time_ns))
+    silent = {id(s) for s in muted}
+    ordered = sorted([*samples, *muted], key=lambda s: (s.stream_key, s.time_ns))
     keys = sorted({s.stream_key for s in ordered})
     state: dict[str, StreamState | None] = {}
     for start in range(0, len(keys), MAX_KEYS):
@@ -54,7 +62,7 @@ async def deltas(
         )
         if new_state is not None:
             state[sample.stream_key] = changed[sample.stream_key] = new_state
-        if value or count:
+        if (value or count) and id(sample) not in silent:
             reports.append(sample.report(value, count))
     await _store(conn, insert, changed, now)
     return reports

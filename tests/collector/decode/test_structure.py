@@ -4,6 +4,7 @@ bomb is refused before the parser allocates anything."""
 from __future__ import annotations
 
 import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as lpb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
@@ -53,6 +54,18 @@ def test_every_repeated_level_of_a_metrics_request_counts() -> None:
     histogram = request.resource_metrics[0].scope_metrics[0].metrics.add(name="h")  # 8
     histogram.histogram.data_points.add().attributes.add(key="t")  # 10
     assert count_elements(request.SerializeToString(), "metrics", 10**9) == 10
+
+
+def test_log_records_their_attributes_and_bodies_count() -> None:
+    request = lpb.ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()  # 2
+    for n in range(3):  # a record, an attribute and its value: 3 each (the body is a field)
+        record = scope.log_records.add()
+        record.body.string_value = f"r{n}"
+        record.attributes.add(key="k").value.int_value = n
+    assert count_elements(request.SerializeToString(), "logs", 10**9) == 2 + 3 * 3
+    with pytest.raises(PermanentError, match="more than 500 items"):
+        check_protobuf(_field(1, _field(2, b"\x12\x00" * 600)), "logs", 500)
 
 
 @pytest.mark.parametrize(
