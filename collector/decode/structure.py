@@ -3,9 +3,9 @@
 The body cap bounds bytes, not what they become: 64 MiB of protobuf ``0a 00`` parse into
 33.5M empty ``ResourceSpans`` (2 GB and seconds of the event loop), and 64 MiB of JSON
 ``{},`` into 22M dicts. So every element of every repeated OTLP level (resources, scopes,
-spans, events, links, metrics, data points, exemplars, attributes and their values, array
-and key-value list values) counts toward ``limits.max_items``, and a request over it is
-refused (413) before the parser allocates anything.
+spans, events, links, metrics, data points, exemplars, log records, attributes and their
+values, array and key-value list values) counts toward ``limits.max_items``, and a request
+over it is refused (413) before the parser allocates anything.
 
 Protobuf: each element takes at least two bytes (tag and length), so a body of at most
 ``2 * limit`` bytes cannot pass the limit and is not looked at. A longer one is bounded
