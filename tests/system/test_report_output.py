@@ -35,7 +35,8 @@ async def test_report_neutralises_formulas_and_escapes_control_characters(
     with Server(url, tmp_path, {"commit": {"flush_interval": 0.01}}) as server:
         pushes = [{"model": name, "input_token": 3, "user_id": "plain"}
                   for name in [*FORMULAS, TERMINAL, "ok-model"]]  # fmt: skip
-        assert await push(server, pushes) == (200, {"accepted": 8, "rejected": 0, "message": ""})
+        assert await push(server, pushes) == (
+            200, {"accepted": 8, "rejected": 0, "ignored": 0, "message": ""})  # fmt: skip
 
     result = cli("report", "--database-url", url, "--by", "model_name,user_id", "--format", "csv")
     assert result.returncode == 0, result.stderr
