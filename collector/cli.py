@@ -1,4 +1,4 @@
-"""``tokenbridge``: serve, migrate, report."""
+"""``tokenbridge``: serve, migrate, report, reprice."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="list rejected items (time, source, reason, item) instead of usage")
     report.add_argument("--raw", action="store_true",
                         help="names exactly as stored: no CSV formula guard, no escaping")
+    reprice = commands.add_parser(
+        "reprice", help="price the audit rows of some days again from the current price table")
+    _common(reprice)
+    reprice.add_argument("--from", dest="start", type=date.fromisoformat, required=True,
+                         help="first day (YYYY-MM-DD, the rollup day)")  # fmt: skip
+    reprice.add_argument("--to", dest="end", type=date.fromisoformat, required=True,
+                         help="last day")  # fmt: skip
+    reprice.add_argument("--model", help="only this model name")
+    reprice.add_argument("--format", choices=("table", "csv", "json"), default="table")
     loadgen.add_parser(commands)
     demo.add_parser(commands)
     return parser
@@ -116,6 +125,43 @@ async def _report(config: Config, args: argparse.Namespace) -> None:
     sys.stdout.write(render(names, rows, args.format, args.raw))
 
 
+async def _reprice(config: Config, args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from collector.aggregation.pricing.rates import as_decimal
+    from collector.aggregation.pricing.watch import build
+    from exporters.sql.engine import create_engine
+    from exporters.sql.migrate import is_current
+    from exporters.sql.money import text
+    from exporters.sql.reprice import Repricer
+
+    p = config.pricing
+    if not p.enabled:
+        raise ValueError("pricing.enabled is false: there is no price table to reprice from")
+    if args.end < args.start:
+        raise ValueError(f"--to {args.end} is before --from {args.start}")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    table = build(p.path, p.currency, p.builtin)
+    engine = create_engine(config.database.url)
+    try:
+        if not await is_current(engine):
+            raise ValueError(f"database {engine.url.render_as_string()} is unreachable or not "
+                             "migrated: check --database-url, or run tokenbridge migrate")
+        summary = await Repricer(engine, table, config.aggregation.extra_dimensions).run(
+            args.start, args.end, args.model)
+    except (DBAPIError, OSError) as error:
+        raise ValueError(f"reprice stopped, run it again: {error}") from None
+    finally:
+        await engine.dispose()
+    names = ["model_name", "rows", "rows_changed", f"old_cost_{p.currency}",
+             f"new_cost_{p.currency}", "old_unpriced_requests", "new_unpriced_requests"]
+    rows = [(model, c.rows, c.changed, text(as_decimal(c.old_cost)), text(as_decimal(c.new_cost)),
+             c.old_unpriced, c.new_unpriced) for model, c in sorted(summary.models.items())]
+    sys.stdout.write(render(names, rows, args.format))
+    print(f"rollups rebuilt: {summary.rollups} ({summary.rollups_changed} changed)",
+          file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "loadgen":
@@ -139,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_serve(config))
         elif args.command == "migrate":
             asyncio.run(_migrate(config))
+        elif args.command == "reprice":
+            asyncio.run(_reprice(config, args))
         else:
             asyncio.run(_report(config, args))
     except ValueError as error:

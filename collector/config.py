@@ -173,6 +173,36 @@ class CatalogConfig(Section):
     """Seconds between checks of the file for changes (reloaded when changed); 0: read once."""
 
 
+class PricingConfig(Section):
+    """Cost of every report (``collector.aggregation.pricing``). Prices come from ``path``
+    (YAML, see README) and, for models the file does not price, the ``genai-prices``
+    package."""
+
+    enabled: bool = True
+    """false: no report is priced (cost and status stay NULL)."""
+    currency: str = "USD"
+    """One currency per deployment; a price file naming another is refused."""
+    path: str | None = None
+    builtin: bool = True
+    """Fall back to the ``genai-prices`` package's prices (USD) for models the file lacks."""
+    reload_interval: float = Field(5.0, ge=0)
+    """Seconds between checks of ``path`` for changes (reloaded when changed); 0: read once."""
+
+    @field_validator("currency")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+            raise ValueError("a three-letter upper-case code such as USD")
+        return value
+
+    @model_validator(mode="after")
+    def _builtin_in_usd(self) -> PricingConfig:
+        if self.enabled and self.builtin and self.currency != "USD":
+            raise ValueError(f"the builtin prices are in USD, not {self.currency}: set "
+                             "pricing.builtin: false")  # fmt: skip
+        return self
+
+
 class MetricsConfig(Section):
     """Re-export of committed usage and self-telemetry (``exporters/metrics``). A missing
     section, or ``enabled: false``, serves no endpoint and pushes nothing."""
@@ -198,7 +228,7 @@ class MetricsConfig(Section):
     """Per-label overrides of ``label_limit``."""
     overflow_value: str = "__overflow__"
     max_series: int = Field(10_000, ge=4)
-    """Series of the four usage counters together (one per label combination and counter);
+    """Series of the six usage counters together (one per label combination and counter);
     past it new combinations are folded into the all-``overflow_value`` series. Also each
     counter's cardinality limit in the SDK."""
     self_telemetry: bool = True
@@ -304,6 +334,7 @@ class Config(Section):
     sources: SourcesConfig = SourcesConfig()
     mapping: MappingConfig = MappingConfig()
     catalog: CatalogConfig | None = None
+    pricing: PricingConfig = PricingConfig()
     metrics: MetricsConfig | None = None
     auth: AuthConfig = AuthConfig()
     tls: TlsConfig = TlsConfig()

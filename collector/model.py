@@ -243,6 +243,9 @@ class Committed:
     seconds: float
     accepted: int = 0
     """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
+    costs: Sequence[int | None] = ()
+    """With pricing on, each new report's cost in pico-units (None: unpriced), in the order
+    of ``reports``; empty when pricing is off."""
 
 
 CommitListener = Callable[[Committed], None]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from collector.aggregation.pricing.watch import PriceWatcher, Pricing, build
 from collector.aggregation.rules import Estimation
 from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
@@ -69,8 +70,17 @@ def mapping_rules(config: Config) -> MappingRules:
     )  # fmt: skip
 
 
+def pricing(config: Config) -> Pricing | None:
+    """The live price table, or None when ``pricing.enabled`` is false; ``ValueError`` for a
+    bad price file (its row and key named)."""
+    p = config.pricing
+    if not p.enabled:
+        return None
+    return Pricing(build(p.path, p.currency, p.builtin), p.currency)
+
+
 def metrics_export(
-    config: MetricsConfig | None, listeners: list[CommitListener]
+    config: MetricsConfig | None, listeners: list[CommitListener], currency: str = "USD"
 ) -> MetricsExport | None:
     """The re-export of committed usage (its listener added to ``listeners``), or None when
     the ``metrics`` section is missing or disabled."""
@@ -79,7 +89,7 @@ def metrics_export(
     export = MetricsExport(config)
     listeners.append(UsageMetrics(export.meter, config.labels, config.label_limits,
                                   config.label_limit, config.overflow_value,
-                                  config.max_series))  # fmt: skip
+                                  currency, config.max_series))  # fmt: skip
     return export
 
 
@@ -117,8 +127,10 @@ class Service:
                                     command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
         lim = config.limits
+        self.pricing = pricing(config)
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
-                            max_reject_rows=lim.max_reject_rows)  # fmt: skip
+                            max_reject_rows=lim.max_reject_rows,
+                            pricing=self.pricing)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
@@ -135,6 +147,11 @@ class Service:
         if config.catalog is not None and config.catalog.reload_interval > 0:
             self._watcher = CatalogWatcher(config.catalog.path,
                                            lambda catalog: self.ingest.use_catalog(catalog))
+        p = config.pricing
+        self._prices: PriceWatcher | None = None
+        self._watching_prices: asyncio.Task[None] | None = None
+        if self.pricing is not None and p.path is not None and p.reload_interval > 0:
+            self._prices = PriceWatcher(p.path, p.currency, p.builtin, self.pricing)
         self.ingest = Ingest(
             FieldMapper(mapping_rules(config)),
             MetricRules(custom_counters=config.mapping.counters),
@@ -177,7 +194,7 @@ class Service:
         writer. Nothing when the ``metrics`` section is missing or disabled."""
         if remote is not None:
             return None, remote
-        export = metrics_export(self.config.metrics, listeners)
+        export = metrics_export(self.config.metrics, listeners, self.config.pricing.currency)
         if export is None or not export.config.self_telemetry:
             return export, None
         return export, SelfTelemetry(export.meter)
@@ -196,6 +213,9 @@ class Service:
         if self._watcher is not None and self.config.catalog is not None:
             interval = self.config.catalog.reload_interval
             self._watching = asyncio.create_task(self._watcher.run(interval))
+        if self._prices is not None:
+            interval = self.config.pricing.reload_interval
+            self._watching_prices = asyncio.create_task(self._prices.run(interval))
         await self.http.start()
         await self.grpc.start()
 
@@ -206,10 +226,11 @@ class Service:
         self._stopped = True
         await self.grpc.shutdown()
         await self.http.shutdown()
-        if self._watching is not None:
-            self._watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watching
+        for task in (self._watching, self._watching_prices):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.commit.shutdown()
         if self.telemetry is not None:
             self.telemetry.shutdown()

@@ -62,7 +62,7 @@ class Supervisor:
         })  # fmt: skip
         self._migrate = config.database.migrate_on_start
         self.listeners = list(listeners)
-        self.metrics = metrics_export(config.metrics, self.listeners)
+        self.metrics = metrics_export(config.metrics, self.listeners, config.pricing.currency)
         self.telemetry: SelfTelemetry | None = None
         if self.metrics is not None and self.metrics.config.self_telemetry:
             self.telemetry = SelfTelemetry(self.metrics.meter)

@@ -11,6 +11,11 @@ keyed by the label tuple (prometheus_client's way); the counters are observable 
 totals when a reader collects, so the commit path pays a few dict updates per report instead
 of an SDK ``add`` per series and counter.
 
+Cost: ``cost`` is the sum of the committed reports' ``cost`` (the SQL ``model_usages.cost``),
+kept as exact integer pico-units and shown in the currency (``currency`` label, plus the same
+labels and caps as the token counters); ``unpriced_requests`` is ``unpriced_request_count``.
+A series appears in either only once it has a priced, respectively unpriced, request.
+
 Labels are chosen by name (``LABELS``); each label keeps at most ``limit`` distinct values and
 maps any further value to the overflow value, so a flood of user ids cannot grow the series
 without bound. Example with ``user`` capped at 2: users a, b, c -> series a, b, __overflow__;
@@ -18,8 +23,8 @@ the totals stay exact, only the attribution of c is folded.
 
 Label caps alone still let combinations multiply (1000 models x 1000 users x 1000 keys), so
 the counters also share one series budget: each label combination is one series in each of
-the four counters, and once ``max_series`` series exist a new combination is folded into the
-one combination whose every label is the overflow value. Example with ``max_series`` 12
+the six counters, and once ``max_series`` series exist a new combination is folded into the
+one combination whose every label is the overflow value. Example with ``max_series`` 18
 (three combinations, one of them kept for the overflow): (m1, u1), (m2, u2) keep theirs;
 (m3, u3) and (m1, u2) add to (__overflow__, __overflow__). Totals over all series stay
 exact, and the scrape stays bounded (10,000 series with six labels: about 1.4 MB).
@@ -32,13 +37,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from collector.aggregation.pricing.rates import as_decimal
 from collector.aggregation.rules import resolve_tokens
 from collector.model import Committed, UsageReport
 from exporters.metrics import names
 
 OVERFLOW = "__overflow__"
-COUNTERS = 4
-"""Usage counters sharing one series per label combination."""
+COUNTERS = 6
+"""Counters with one series per label combination: input, output and cached tokens,
+requests, cost and unpriced requests."""
 DEFAULT_MAX_SERIES = 10_000
 
 
@@ -101,6 +108,7 @@ class UsageMetrics:
         limits: Mapping[str, int] | None = None,
         default_limit: int = 1000,
         overflow: str = OVERFLOW,
+        currency: str = "USD",
         max_series: int = DEFAULT_MAX_SERIES,
     ) -> None:
         unknown = set(labels) - set(LABELS)
@@ -114,7 +122,10 @@ class UsageMetrics:
         self._overflow: Key = tuple(overflow for _ in labels)
         self._max_keys = max(1, max_series // COUNTERS)
         self._totals: dict[Key, list[int]] = {}
+        self._costs: dict[Key, list[int | None]] = {}
+        """Per key: cost in pico-units and unpriced requests, None until one was seen."""
         self._attributes: dict[Key, dict[str, str]] = {}
+        self._currency = currency
         self._lock = threading.Lock()
         """Commits update the totals on the event loop; readers collect from their threads."""
         for column, (name, unit, description) in enumerate((
@@ -124,10 +135,15 @@ class UsageMetrics:
             (names.REQUESTS, "{request}", "Requests"),
         )):  # fmt: skip
             meter.create_observable_counter(name, [self._observer(column)], unit, description)
+        meter.create_observable_counter(names.COST, [self._cost_observer(0)], f"{{{currency}}}",
+                                        "Cost of the priced requests")  # fmt: skip
+        meter.create_observable_counter(names.UNPRICED_REQUESTS, [self._cost_observer(1)],
+                                        "{request}", "Requests with no price")  # fmt: skip
 
     def __call__(self, committed: Committed) -> None:
+        costs = committed.costs
         with self._lock:
-            for report in committed.reports:
+            for n, report in enumerate(committed.reports):
                 key = tuple(cap(value(report)) for cap, value in self._columns)
                 row = self._totals.get(key)
                 if row is None and len(self._totals) >= self._max_keys - 1:
@@ -141,11 +157,39 @@ class UsageMetrics:
                 row[1] += completion
                 row[2] += report.input_cached_token
                 row[3] += report.request_count
+                if costs:
+                    self._add_cost(key, costs[n], report.request_count)
+
+    def _add_cost(self, key: Key, cost: int | None, requests: int) -> None:
+        money = self._costs.get(key)
+        if money is None:
+            money = self._costs[key] = [None, None]
+        if cost is None:
+            money[1] = (money[1] or 0) + requests
+        else:
+            money[0] = (money[0] or 0) + cost
 
     def _observer(self, column: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
                 rows = [(row[column], self._attributes[key]) for key, row in self._totals.items()]
             return [Observation(value, attributes) for value, attributes in rows]
+
+        return observe
+
+    def _cost_observer(self, column: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                rows = [(money[column], self._attributes[key])
+                        for key, money in self._costs.items() if money[column] is not None]
+            out = []
+            for value, attributes in rows:
+                assert value is not None
+                if column == 0:
+                    out.append(Observation(float(as_decimal(value)),
+                                           {"currency": self._currency, **attributes}))
+                else:
+                    out.append(Observation(value, attributes))
+            return out
 
         return observe

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
+from exporters.sql.money import text, to_amount
 
 GROUPABLE = (
     "date",
@@ -33,13 +34,16 @@ SUMS = {
     "reasoning_tokens": "completion_reasoning_token_count",
     "requests": "request_count",
     "estimated_requests": "estimated_request_count",
+    "unpriced_requests": "unpriced_request_count",
 }
 
 
 async def usage(
     engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str]
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion."""
+    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion, ``cost``
+    the exact sum of the priced requests' cost as decimal text (empty when none was priced)
+    beside ``unpriced_requests``."""
     unknown = [column for column in by if column not in GROUPABLE]
     if unknown:
         raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUPABLE)}")
@@ -49,15 +53,18 @@ async def usage(
     total = (func.sum(t.c.prompt_token_count) + func.sum(t.c.completion_token_count)).label(
         "total_tokens"
     )
-    query = select(*keys, *sums[:2], total, *sums[2:]).group_by(*keys).order_by(*keys)
+    cost = func.sum(t.c.cost).label("cost")
+    query = select(*keys, *sums[:2], total, *sums[2:], cost).group_by(*keys).order_by(*keys)
     if start is not None:
         query = query.where(t.c.date >= start)
     if end is not None:
         query = query.where(t.c.date <= end)
+    dialect = engine.dialect.name
     async with engine.connect() as conn:
         result = await conn.execute(query)
-        rows = [tuple(_plain(v) for v in row) for row in result]
-    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(SUMS)[2:]]
+        rows = [(*(_plain(v) for v in row[:-1]), text(to_amount(dialect, row[-1])))
+                for row in result]  # fmt: skip
+    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(SUMS)[2:], "cost"]
     return names, [row for row in rows if any(v is not None for v in row[len(by):])]
 
 

@@ -47,8 +47,11 @@ async def test_the_worst_case_scrape_is_bounded_and_totals_stay_exact(tmp_path: 
     series: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     overflow: dict[str, float] = {}
+    series_unpriced = 0
     for family in text_string_to_metric_families(scrape.decode()):
         for sample in family.samples:
+            if sample.name == "tokenbridge_usage_unpriced_requests_total":
+                series_unpriced += 1
             if sample.name in USAGE:
                 series[sample.name] += 1
                 totals[sample.name] += int(sample.value)
@@ -56,12 +59,14 @@ async def test_the_worst_case_scrape_is_bounded_and_totals_stay_exact(tmp_path: 
                     overflow[sample.name] = sample.value
     print(f"scrape of the worst case: {len(scrape) / 1e6:.2f} MB in {seconds:.3f} s, "
           f"{sum(series.values())} usage series")  # fmt: skip
-    assert sum(series.values()) <= 10_000  # the default budget, all four counters together
-    assert set(series.values()) == {2_500}
+    # the default budget of 10,000 series: 1,666 label combinations, each a series in the four
+    # token and request counters and in the unpriced requests (no price table here)
+    assert set(series.values()) == {1_666}
+    assert series_unpriced == 1_666
     assert len(scrape) < 4_000_000
     # exact totals, folded attribution: the overflow series holds what no longer fits
     sql = await query(url, "SELECT SUM(prompt_token_count), SUM(completion_token_count), "
                       "SUM(request_count) FROM model_usages")  # fmt: skip
     assert sql == [(3 * PUSHES, 2 * PUSHES, PUSHES)]
     assert totals == {USAGE[0]: 3 * PUSHES, USAGE[1]: 2 * PUSHES, USAGE[2]: 0, USAGE[3]: PUSHES}
-    assert overflow[USAGE[3]] == PUSHES - 2_499
+    assert overflow[USAGE[3]] == PUSHES - 1_665
