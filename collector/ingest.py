@@ -30,6 +30,7 @@ from collector.aggregation.sources import ProducerIndex
 from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
 from collector.decode.items import Body, PointItem, SpanItem, Unread
+from collector.decode.reencode import item_json
 from collector.errors import Kind, PermanentError
 from collector.inflight import Held, InFlight
 from collector.mapping.catalog import Catalog
@@ -113,6 +114,11 @@ class Ingest:
         }
         self._producers: dict[int, ProducerIndex] = {}
         """Per request being mapped (by ``id`` of its live ``Work``): its producers."""
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds of one request's content."""
+        return self._limits
 
     async def export(
         self, signal: Signal, encoding: Encoding, body: Body, held: Held | None = None
@@ -284,10 +290,8 @@ def _result(work: Work, accepted: int, ignored: int) -> IngestResult:
 
 
 def _reject(source: Source, exc: BadValue, item: object, now: int) -> Reject:
-    text = repr(item)
-    if len(text) > MAX_REJECT_TEXT:
-        text = text[: MAX_REJECT_TEXT - 3] + "..."
-    return Reject(source, _storable(str(exc)), text, now)
+    """The item kept as received (JSON: ``collector.decode.reencode``), for replay."""
+    return Reject(source, _storable(str(exc)), item_json(item), now)
 
 
 def _storable(text: str) -> str:

@@ -123,7 +123,8 @@ class Reject:
     source: Source
     reason: str
     item: str
-    """A bounded, readable rendering of the rejected item."""
+    """The item as received, as JSON: a one-item OTLP/JSON request for a span or a data
+    point, the object for a gateway push (``collector.decode.reencode``)."""
     received_at: int
 
 

@@ -9,7 +9,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -83,7 +83,7 @@ def metrics_export(
     config: MetricsConfig | None, listeners: list[CommitListener], currency: str = "USD"
 ) -> MetricsExport | None:
     """The re-export of committed usage (its listener added to ``listeners``), or None when
-    the ``metrics`` section is missing or disabled."""
+    the ``metrics`` section is null or disabled."""
     if config is None or not config.enabled:
         return None
     export = MetricsExport(config)
@@ -95,19 +95,56 @@ def metrics_export(
 
 @dataclass
 class Totals:
-    """Counts for the one summary line logged at shutdown."""
+    """Counts for the periodic summary line and the one logged at shutdown."""
 
+    accepted: int = 0
     committed: int = 0
     duplicates: int = 0
     rejects: int = 0
+    ignored: int = 0
     transactions: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def __call__(self, committed: Committed) -> None:
+        self.accepted += committed.accepted
         self.committed += len(committed.reports)
         self.duplicates += committed.duplicates
         self.rejects += committed.rejects
         self.transactions += 1
+
+    def add_ignored(self, reasons: Mapping[str, int]) -> None:
+        """Items of an answered request neither counted nor rejected (``Ingest``'s tally)."""
+        self.ignored += sum(reasons.values())
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        return self.accepted, self.committed, self.rejects, self.ignored, self.duplicates
+
+
+async def log_summaries(
+    interval: float, totals: Callable[[], tuple[int, ...]], pending: Callable[[], int]
+) -> None:
+    """Every ``interval`` seconds one line: what the last interval took, and what waits.
+
+    Example: ``last 60s: accepted 12000, committed 11990, rejected 3, ignored 40,
+    deduplicated 10, pending 0`` (committed = new reports in the rollups; deduplicated =
+    committed before; ignored = items neither counted nor rejected, e.g. spans without
+    usage)."""
+    last = totals()
+    while True:
+        await asyncio.sleep(interval)
+        now = totals()
+        logger.info("%s", summary(interval, now, last, pending()))
+        last = now
+
+
+def summary(
+    interval: float, now: tuple[int, ...], last: tuple[int, ...], pending: int
+) -> str:
+    accepted, committed, rejected, ignored, duplicates = (
+        a - b for a, b in zip(now, last, strict=True))
+    return (f"last {interval:g}s: accepted {accepted}, committed {committed}, rejected "
+            f"{rejected}, ignored {ignored}, deduplicated {duplicates}, pending "
+            f"{pending}")  # fmt: skip
 
 
 class Service:
@@ -160,7 +197,7 @@ class Service:
             config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=lim.settings(),
-            on_ignored=self.telemetry.ignored if self.telemetry is not None else None,
+            on_ignored=self._ignored,
             inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items,
                               config.commit.retry_after),
         )
@@ -186,12 +223,20 @@ class Service:
             r.header_timeout,
         )  # fmt: skip
         self._stopped = False
+        self._summaries: asyncio.Task[None] | None = None
+        self.revision: str | None = None
+        """Schema revision of the database at start (None when it did not answer)."""
+
+    def _ignored(self, reasons: Mapping[str, int]) -> None:
+        self.totals.add_ignored(reasons)
+        if self.telemetry is not None:
+            self.telemetry.ignored(reasons)
 
     def _metrics(
         self, listeners: list[CommitListener], remote: TelemetrySink | None
     ) -> tuple[MetricsExport | None, TelemetrySink | None]:
         """The metrics re-export: usage counters fed by commits, self-telemetry around the
-        writer. Nothing when the ``metrics`` section is missing or disabled."""
+        writer. Nothing when the ``metrics`` section is null or disabled."""
         if remote is not None:
             return None, remote
         export = metrics_export(self.config.metrics, listeners, self.config.pricing.currency)
@@ -205,6 +250,12 @@ class Service:
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
+            self.revision = await migrate.current(self.engine)
+        elif await self.sink.ping():
+            self.revision = migrate.head()
+        else:
+            # Serve anyway: senders are answered retryable until the database answers.
+            self.commit.database_unavailable("no answer at start, or schema not at head")
         if self.metrics is not None:
             self.metrics.start()
         if self.telemetry is not None:
@@ -218,12 +269,19 @@ class Service:
             self._watching_prices = asyncio.create_task(self._prices.run(interval))
         await self.http.start()
         await self.grpc.start()
+        interval = self.config.log.summary_interval
+        if interval > 0:
+            self._summaries = asyncio.create_task(
+                log_summaries(interval, self.totals.counts, lambda: self.commit.pending)
+            )
 
     async def shutdown(self) -> None:
         """Stop intake, let requests in flight commit, close. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
+        if self._summaries is not None:
+            self._summaries.cancel()
         await self.grpc.shutdown()
         await self.http.shutdown()
         for task in (self._watching, self._watching_prices):

@@ -11,21 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
 from exporters.sql.money import text, to_amount
+from exporters.sql.rows import IDENTITY_COLUMNS
 
-GROUPABLE = (
-    "date",
-    "model_id",
-    "model_name",
-    "provider_id",
-    "provider_name",
-    "provider_type",
-    "user_id",
-    "user_name",
-    "access_key",
-    "operation",
-    "model_route_id",
-    "organization_id",
-)
+GROUPABLE = IDENTITY_COLUMNS
+"""Every identity column of ``model_usages`` (the rollup key's and the catalog's names)."""
 SUMS = {
     "prompt_tokens": "prompt_token_count",
     "completion_tokens": "completion_token_count",
@@ -46,7 +35,8 @@ async def usage(
     beside ``unpriced_requests``."""
     unknown = [column for column in by if column not in GROUPABLE]
     if unknown:
-        raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUPABLE)}")
+        raise ValueError(f"--by: cannot group by {', '.join(unknown)}; choose from "
+                         f"{', '.join(GROUPABLE)}")
     t = schema.model_usages
     keys = [t.c[column] for column in by]
     sums = [func.sum(t.c[column]).label(name) for name, column in SUMS.items()]

@@ -68,11 +68,12 @@ async def test_a_day_across_a_price_change_is_priced_once_per_request(
     mini = _push("b1", "gpt-4o-mini", T0 + 12 * H, 1_000_000, 100_000)
     unknown = _push("c1", "mystery-model-xyz", T0 + 13 * H, 10, 10)
     assert await push(server, [before, edge, after]) == (
-        200, {"accepted": 3, "rejected": 0, "message": ""})  # fmt: skip
+        200, {"accepted": 3, "rejected": 0, "ignored": 0, "message": ""})  # fmt: skip
     # Duplicate delivery: the same requests again, alone and in a batch with new ones.
-    assert await push(server, after) == (200, {"accepted": 1, "rejected": 0, "message": ""})
+    assert await push(server, after) == (
+        200, {"accepted": 1, "rejected": 0, "ignored": 0, "message": ""})  # fmt: skip
     assert await push(server, [before, mini, unknown, mini]) == (
-        200, {"accepted": 4, "rejected": 0, "message": ""})  # fmt: skip
+        200, {"accepted": 4, "rejected": 0, "ignored": 0, "message": ""})  # fmt: skip
 
     # Worked by hand: before 16:00 input 1.25, cached falls back to input, output 2.5;
     # from 16:00 input 3, cached 0.3, output 4.125 (per million).
@@ -82,15 +83,15 @@ async def test_a_day_across_a_price_change_is_priced_once_per_request(
     cost_mini = builtin_cost("gpt-4o-mini", 1_000_000, 100_000, T0 + 12 * H)
     assert cost_mini > 0
     details = await query(database_url, """
-        SELECT dedup_key, cost, cost_status, price_version FROM model_usage_details
-        ORDER BY dedup_key""")  # fmt: skip
+        SELECT request_id, cost, cost_status, price_version FROM model_usage_details
+        ORDER BY request_id""")  # fmt: skip
     dialect = "postgresql" if database_url.startswith("postgres") else "sqlite"
     assert [(k, to_amount(dialect, c), s, v) for k, c, s, v in details] == [
-        ("gw:a1", cost_before, "priced", "file:chat-a@2026-03-01T00:00:00Z"),
-        ("gw:a2", cost_edge, "priced", "file:chat-a@2026-03-01T00:00:00Z"),
-        ("gw:a3", cost_after, "priced", "file:chat-a@2026-03-02T16:00:00Z"),
-        ("gw:b1", cost_mini, "priced", details[3][3]),
-        ("gw:c1", None, "unpriced", None),
+        ("a1", cost_before, "priced", "file:chat-a@2026-03-01T00:00:00Z"),
+        ("a2", cost_edge, "priced", "file:chat-a@2026-03-01T00:00:00Z"),
+        ("a3", cost_after, "priced", "file:chat-a@2026-03-02T16:00:00Z"),
+        ("b1", cost_mini, "priced", details[3][3]),
+        ("c1", None, "unpriced", None),
     ]
     assert details[3][3].startswith("genai-prices ") and "gpt-4o-mini" in details[3][3]
 

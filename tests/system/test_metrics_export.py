@@ -127,8 +127,11 @@ def test_two_providers_in_one_process_serve_their_own_registry() -> None:
         first.shutdown()
 
 
-def test_a_missing_or_disabled_section_serves_nothing_and_the_flag_enables_it() -> None:
-    assert config_module.load(environ={}).metrics is None
+def test_the_endpoint_is_on_by_default_and_null_or_disabled_turns_it_off() -> None:
+    default = config_module.load(environ={}).metrics
+    assert default is not None and (default.enabled, default.host, default.port) == (
+        True, "127.0.0.1", 9464)  # fmt: skip
+    assert config_module.load(overrides={"metrics": None}, environ={}).metrics is None
     disabled = config_module.load(overrides={"metrics": {"enabled": False}}, environ={})
     assert disabled.metrics is not None and not disabled.metrics.enabled
     environ = {"TOKENBRIDGE_METRICS__PORT": "9999", "TOKENBRIDGE_METRICS__LABELS": "[model, user]"}

@@ -31,7 +31,7 @@ async def test_two_workers_share_traffic_and_drain_into_one_listener(database_ur
     seen: list[Committed] = []
     config = Config.model_validate({
         "database": {"url": database_url},
-        "receivers": {"grpc_port": free_port(), "http_port": free_port()},
+        "receivers": {"grpc_port": free_port(), "http_port": free_port()}, "metrics": None,
     })  # fmt: skip
     supervisor = Supervisor(config, 2, [seen.append])
     await asyncio.to_thread(supervisor.start)
