@@ -2,8 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# GPUStack 2.3 in its own test-only virtualenv (`make gpustack-env`): the `gpustack` tests
+# and bench/gpustack.py find it through this variable, and skip (fail on CI) without it.
+GPUSTACK_VENV ?= /var/cache/tokenbridge-ci/gpustack-venv
+export TOKENBRIDGE_TEST_GPUSTACK_PYTHON ?= $(GPUSTACK_VENV)/bin/python
 
-.PHONY: install run test lint bench demo clean
+.PHONY: install run test lint bench demo clean gpustack-env
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +36,14 @@ lint: install
 bench: install  ## throughput, latency and memory figures beside their references (PostgreSQL at 127.0.0.1:5432)
 	$(PY) -m bench.run $(ARGS)
 	$(PY) bench/replicas.py
+	$(PY) bench/gpustack.py
+
+.PHONY: bench-gpustack
+bench-gpustack: install  ## only GPUStack 2.3's collector beside tokenbridge's gpustack layout
+	$(PY) bench/gpustack.py $(ARGS)
+
+gpustack-env:  ## GPUStack 2.3.0 in its own test-only virtualenv (about 900 MB; reused when there)
+	.ci/gpustack-env $(GPUSTACK_VENV)
 
 demo: install  ## serve on SQLite in a temp dir, send synthetic traffic, print the usage report
 	$(VENV)/bin/tokenbridge demo $(ARGS)

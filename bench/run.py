@@ -32,7 +32,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench import sources
+from bench import producer_rules, sources
 from bench.bridge import Bridge, load
 from bench.common import drop_all, fresh_postgres, fresh_sqlite, scalar
 from bench.seed_writer import rows_per_second
@@ -245,6 +245,7 @@ def main() -> None:
     ceiling = decode_ceiling()
     row("decode ceiling (parse + attribute walk, in process)",
         f"{ceiling:,.0f} spans/s ({1e6 / ceiling:.0f} us/span of one core)")  # fmt: skip
+    producer_rules.main(lambda line: row("producer rules", line))
     for database in args.databases.split(","):
         asyncio.run(bench_database(database, args.duration, args.workers, ceiling))
     print("\n" + table())

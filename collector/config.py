@@ -17,6 +17,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +35,8 @@ from collector.aggregation.rules import EXTRA_DIMENSIONS
 from collector.commit import CommitSettings
 from collector.mapping.fields import MAPPABLE_FIELDS
 from collector.mapping.limits import Limits
+from collector.mapping.producers import ProducerRule
+from collector.model import Operation
 from collector.origins import Origins
 
 ENV_PREFIX = "TOKENBRIDGE_"
@@ -66,6 +69,11 @@ URL_HELP = "use postgresql://user:password@host:5432/db or sqlite:///path/to/fil
 class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///tokenbridge.db"
     """``postgresql://user:password@host:5432/db`` or ``sqlite:///path/to/file.db``."""
+    layout: Literal["tokenbridge", "gpustack"] = "tokenbridge"
+    """``gpustack``: write GPUStack 2.3's own ``model_usages`` and ``model_usage_details`` in
+    its (PostgreSQL) database and read its catalog tables; bookkeeping in ``tokenbridge_*``."""
+    catalog_refresh: float = Field(2.0, gt=0)
+    """``gpustack`` layout: seconds between reads of GPUStack's catalog tables."""
     migrate_on_start: bool = True
     pool_size: int = Field(5, ge=1)
     connect_timeout: float = Field(5.0, gt=0)
@@ -88,9 +96,13 @@ class DatabaseConfig(Section):
 
 class AggregationConfig(Section):
     timezone: str = "UTC"
+    """The zone of a rollup's day: the equivalent of GPUStack's ``GPUSTACK_TIMEZONE`` (set
+    both alike when GPUStack's views read tokenbridge's rows)."""
     bytes_per_input_token: int = 4
     tokens_per_output_chunk: int = 1
-    extra_dimensions: tuple[str, ...] = ()
+    extra_dimensions: tuple[str, ...] = ("model_route_id", "organization_id")
+    """Added to the seed's rollup key: GPUStack 2.3 keys on both (``[]``: the seed's key).
+    The GPUStack layout always merges on GPUStack's own database key instead."""
 
     @field_validator("timezone")
     @classmethod
@@ -161,7 +173,51 @@ class SourcesConfig(Section):
         raise ValueError(f"expected auto, true or false, got {value!r}")
 
 
+class ProducerRuleConfig(Section):
+    """One producer rule (``collector/mapping/producers.py``): corrections for the spans of an
+    instrumentation scope. A rule with the scope and versions of a default one replaces it."""
+
+    scope: str = Field(min_length=1)
+    versions: str = ""
+    input_excludes_cache: bool = False
+    operations: dict[str, str] = {}
+    usage_object: str | None = None
+    ignore: str | None = None
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, value: str) -> str:
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise ValueError(f"not a version range (PEP 440 specifiers): {value!r}") from None
+        return value
+
+    @field_validator("operations")
+    @classmethod
+    def _operations(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, stored in value.items():
+            if Operation.parse(stored) is None:
+                raise ValueError(f"{name}: unknown operation {stored!r}")
+        return value
+
+    def rule(self) -> ProducerRule:
+        operations = {}
+        for name, stored in self.operations.items():
+            operation = Operation.parse(stored)
+            if operation is not None:  # always: checked above
+                operations[name.strip().lower()] = operation
+        return ProducerRule(
+            scope=self.scope, versions=self.versions,
+            input_excludes_cache=self.input_excludes_cache, operations=operations,
+            usage_object=self.usage_object, ignore=self.ignore,
+        )  # fmt: skip
+
+
 class MappingConfig(Section):
+    producer_rules: list[ProducerRuleConfig] = []
+    """Extra producer rules, before the defaults; one with a default's scope and versions
+    replaces it."""
     fields: dict[str, list[str]] = {}
     """Per report field, the ordered attribute keys to read (replaces the default list)."""
     operations: dict[str, str] = {}
@@ -386,6 +442,13 @@ class Config(Section):
     tls: TlsConfig = TlsConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _one_catalog(self) -> Config:
+        if self.database.layout == "gpustack" and self.catalog is not None:
+            raise ValueError("catalog: not used with database.layout gpustack (GPUStack's "
+                             "own tables are the catalog); remove the catalog section")
+        return self
 
 
 class ConfigError(Exception):

@@ -35,6 +35,7 @@ LLM_IS_STREAMING = "llm.is_streaming"
 LLM_REQUEST_TYPE = "llm.request.type"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OPENLLMETRY = "gen_ai.usage.cache_read_input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OPENLLMETRY = "gen_ai.usage.cache_creation_input_tokens"
+GEN_AI_USAGE_REASONING_TOKENS_OPENLLMETRY = "gen_ai.usage.reasoning_tokens"
 # OpenInference
 LLM_TOKEN_COUNT_PROMPT = "llm.token_count.prompt"
 LLM_TOKEN_COUNT_COMPLETION = "llm.token_count.completion"
@@ -43,9 +44,14 @@ LLM_TOKEN_COUNT_CACHE_READ = "llm.token_count.prompt_details.cache_read"
 LLM_TOKEN_COUNT_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
 LLM_TOKEN_COUNT_REASONING = "llm.token_count.completion_details.reasoning"
 LLM_MODEL_NAME = "llm.model_name"
+"""The response model on OpenInference LLM spans (``gpt-4o-mini-2024-07-18``)."""
+LLM_REQUEST_MODEL_NAME = "llm.request.model_name"
+EMBEDDING_MODEL_NAME = "embedding.model_name"
 LLM_PROVIDER = "llm.provider"
 LLM_SYSTEM = "llm.system"
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+# LiteLLM (its callback puts the provider's usage, cached tokens included, only here)
+LITELLM_USAGE_OBJECT = "metadata.usage_object"
 # General OTel
 USER_ID = "user.id"
 ENDUSER_ID = "enduser.id"
@@ -66,7 +72,13 @@ TB_REQUEST_ID = "tokenbridge.request.id"
 
 # Report fields filled from attributes, each with its ordered alias list.
 DEFAULT_FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
-    "model": (GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, LLM_MODEL_NAME),
+    "model": (
+        GEN_AI_REQUEST_MODEL,
+        GEN_AI_RESPONSE_MODEL,
+        LLM_REQUEST_MODEL_NAME,
+        LLM_MODEL_NAME,
+        EMBEDDING_MODEL_NAME,
+    ),
     "model_id": (TB_MODEL_ID,),
     "provider_id": (TB_PROVIDER_ID,),
     "provider_name": (
@@ -82,7 +94,7 @@ DEFAULT_FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
     "organization_id": (TB_ORGANIZATION_ID,),
     "model_route_id": (TB_MODEL_ROUTE_ID,),
     "cluster_id": (TB_CLUSTER_ID,),
-    "operation": (GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE),
+    "operation": (GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE, OPENINFERENCE_SPAN_KIND),
     "input_token": (GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS, LLM_TOKEN_COUNT_PROMPT),
     "output_token": (
         GEN_AI_USAGE_OUTPUT_TOKENS,
@@ -101,7 +113,11 @@ DEFAULT_FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
         GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OPENLLMETRY,
         LLM_TOKEN_COUNT_CACHE_WRITE,
     ),
-    "reasoning_output_token": (GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, LLM_TOKEN_COUNT_REASONING),
+    "reasoning_output_token": (
+        GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+        GEN_AI_USAGE_REASONING_TOKENS_OPENLLMETRY,
+        LLM_TOKEN_COUNT_REASONING,
+    ),
     "completed": (TB_USAGE_COMPLETED,),
     "output_chunk_count": (TB_USAGE_OUTPUT_CHUNK_COUNT,),
     "request_content_bytes": (TB_USAGE_REQUEST_CONTENT_BYTES,),
@@ -122,7 +138,8 @@ TOKEN_FIELDS = (
 EVIDENCE_FIELDS = ("output_chunk_count", "request_content_bytes")
 """Partial-stream evidence: a span with these but no tokens is still a (to be estimated) report."""
 
-# gen_ai.operation.name (and OpenLLMetry's llm.request.type) -> the seed's enum.
+# gen_ai.operation.name, OpenLLMetry's llm.request.type, OpenInference's span kind and LiteLLM's
+# call types (``acompletion``, ...) -> the seed's enum. Names are compared lower-cased.
 DEFAULT_OPERATION_NAMES: Mapping[str, Operation] = {
     "chat": Operation.CHAT_COMPLETION,
     "chat_completion": Operation.CHAT_COMPLETION,
@@ -139,6 +156,19 @@ DEFAULT_OPERATION_NAMES: Mapping[str, Operation] = {
     "audio_transcription": Operation.AUDIO_TRANSCRIPTION,
     "audit_transcription": Operation.AUDIO_TRANSCRIPTION,
     "speech_to_text": Operation.AUDIO_TRANSCRIPTION,
+    # OpenInference span kinds (LLM spans are chat and text completions alike)
+    "llm": Operation.CHAT_COMPLETION,
+    "reranker": Operation.RERANK,
+    # LiteLLM call types; its "completion" is a chat completion (a producer rule says so)
+    "acompletion": Operation.CHAT_COMPLETION,
+    "atext_completion": Operation.COMPLETION,
+    "aembedding": Operation.EMBEDDING,
+    "arerank": Operation.RERANK,
+    "aimage_generation": Operation.IMAGE_GENERATION,
+    "transcription": Operation.AUDIO_TRANSCRIPTION,
+    "atranscription": Operation.AUDIO_TRANSCRIPTION,
+    "speech": Operation.AUDIO_SPEECH,
+    "aspeech": Operation.AUDIO_SPEECH,
 }
 
 # Spans that repeat their children's usage: counting them would count it twice.

@@ -33,12 +33,12 @@ from collector.decode.items import Body, PointItem, SpanItem, Unread
 from collector.decode.reencode import item_json
 from collector.errors import Kind, PermanentError
 from collector.inflight import Held, InFlight
-from collector.mapping.catalog import Catalog
+from collector.mapping.catalog import ReportCatalog
 from collector.mapping.fields import FieldMapper
 from collector.mapping.gateway import gateway_report
 from collector.mapping.limits import Limits, check_attributes, check_report
 from collector.mapping.points import MetricRules, point_sample
-from collector.mapping.spans import repeats_children, span_report
+from collector.mapping.spans import span_outcome
 from collector.mapping.values import BadValue
 from collector.model import (
     Commit,
@@ -86,7 +86,7 @@ class Ingest:
         commit: Commit,
         sources: SourcesConfig = DEFAULT_SOURCES,
         clock: Callable[[], float] = time.time,
-        catalog: Catalog | None = None,
+        catalog: ReportCatalog | None = None,
         limits: Limits = DEFAULT_LIMITS,
         on_ignored: IgnoredListener | None = None,
         inflight: InFlight | None = None,
@@ -180,8 +180,9 @@ class Ingest:
             del self._producers[id(work)]
         return work
 
-    def use_catalog(self, catalog: Catalog) -> None:
-        """Check and name reports with ``catalog`` from now on (a reloaded file)."""
+    def use_catalog(self, catalog: ReportCatalog) -> None:
+        """Check and name reports with ``catalog`` from now on (a reloaded file, a fresh read
+        of GPUStack's tables)."""
         self._catalog = catalog
 
     def _span(self, span: SpanItem, now: int, work: Work) -> None:
@@ -190,12 +191,11 @@ class Ingest:
             return
         limits = self._limits
         check_attributes(span.attrs, span.resource, limits)
-        report = self._catalogued(span_report(span, self.mapper, now))
-        if report is None:
-            children = repeats_children(span, self.mapper)
-            work.ignored[Ignored.REPEATS_CHILDREN if children else Ignored.NOT_USAGE_SPAN] += 1
+        outcome = span_outcome(span, self.mapper, now)
+        if not isinstance(outcome, UsageReport):
+            work.ignored[outcome] += 1
             return
-        report = check_report(estimate(report, self._estimation), limits)
+        report = check_report(estimate(self._named(outcome), self._estimation), limits)
         work.taken += 1
         if self._ruled:
             ruled = self._producers[id(work)].of(span.resource)
@@ -266,9 +266,6 @@ class Ingest:
         report = self._named(gateway_report(item, self.mapper, now))
         work.reports.append(check_report(estimate(report, self._estimation), limits))
         work.taken += 1
-
-    def _catalogued(self, report: UsageReport | None) -> UsageReport | None:
-        return None if report is None else self._named(report)
 
     def _named(self, report: UsageReport) -> UsageReport:
         """The catalog's check and name snapshot, when there is a catalog."""

@@ -114,6 +114,12 @@ class UsageReport(NamedTuple):
     api_key_is_custom: bool | None = None
     model_route_name: str | None = None
     cluster_name: str | None = None
+    # GPUStack 2.3's tenant snapshots (``database.layout: gpustack``): the owner of the model,
+    # provider or route called, and the consumer billed (key owner, organization, or caller).
+    owner_principal_id: int | None = None
+    consumer_principal_id: int | None = None
+    consumer_name: str | None = None
+    consumer_principal_kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,9 @@ class Ignored(enum.StrEnum):
     """A span with no token attribute and no partial-stream evidence (HTTP, database, ...)."""
     REPEATS_CHILDREN = "repeats its children's usage"
     """Agent, tool and workflow spans or points: their usage is their children's."""
+    REPEATED_BY_LIBRARY = "repeated by another library's span"
+    """A producer rule's ``ignore``: e.g. the Anthropic SDK's own spans, which OpenLLMetry and
+    OpenInference spans of the same calls repeat (``collector/mapping/producers.py``)."""
     FROM_SPANS = "counted from the producer's spans"
     """A GenAI metric point after its producer's switch to spans (the source rule)."""
     FROM_METRICS = "counted from the producer's metrics"

@@ -38,6 +38,8 @@ class SpanItem:
     start_ns: int
     end_ns: int
     name: str
+    scope: tuple[str, str] = ("", "")
+    """Instrumentation scope (name, version): selects the producer rule of its library."""
 
 
 @dataclass(slots=True)

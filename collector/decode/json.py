@@ -203,6 +203,7 @@ def spans(doc: Any, wanted: frozenset[str]) -> Iterator[SpanItem]:
         resource_obj = _obj(resource_spans, "resource", "resource")
         resource = attrs(resource_obj.get("attributes"), wanted)
         for scope_spans in _seq(resource_spans, "scopeSpans", "scope_spans"):
+            scope = _scope(scope_spans)
             for span in _seq(scope_spans, "spans", "spans"):
                 name = _get(span, "name", "name")
                 yield SpanItem(
@@ -213,7 +214,13 @@ def spans(doc: Any, wanted: frozenset[str]) -> Iterator[SpanItem]:
                     _uint(span, "startTimeUnixNano", "start_time_unix_nano"),
                     _uint(span, "endTimeUnixNano", "end_time_unix_nano"),
                     name if isinstance(name, str) else "",
+                    scope,
                 )
+
+
+def _scope(scope_items: Any) -> tuple[str, str]:
+    scope_obj = _obj(scope_items, "scope", "scope")
+    return (str(scope_obj.get("name") or ""), str(scope_obj.get("version") or ""))
 
 
 _TEMPORALITIES = {
@@ -251,8 +258,7 @@ def points(doc: Any, names: frozenset[str]) -> Iterator[PointItem | Unread]:
         resource_obj = _obj(resource_metrics, "resource", "resource")
         resource = attrs(resource_obj.get("attributes"), None)
         for scope_metrics in _seq(resource_metrics, "scopeMetrics", "scope_metrics"):
-            scope_obj = _obj(scope_metrics, "scope", "scope")
-            scope = (str(scope_obj.get("name") or ""), str(scope_obj.get("version") or ""))
+            scope = _scope(scope_metrics)
             for metric in _seq(scope_metrics, "metrics", "metrics"):
                 name = _get(metric, "name", "name")
                 read = ("sum", "histogram") if name in names else ()

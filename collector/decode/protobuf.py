@@ -54,6 +54,7 @@ def spans(request: ExportTraceServiceRequest, wanted: frozenset[str]) -> Iterato
     for resource_spans in request.resource_spans:
         resource = wanted_attrs(resource_spans.resource.attributes, wanted)
         for scope_spans in resource_spans.scope_spans:
+            scope = (scope_spans.scope.name, scope_spans.scope.version)
             for span in scope_spans.spans:
                 yield SpanItem(
                     resource,
@@ -63,6 +64,7 @@ def spans(request: ExportTraceServiceRequest, wanted: frozenset[str]) -> Iterato
                     span.start_time_unix_nano,
                     span.end_time_unix_nano,
                     span.name,
+                    scope,
                 )
 
 

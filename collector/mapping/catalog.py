@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,6 +24,15 @@ from collector.model import UsageReport
 
 EMBEDDING_CATEGORIES = frozenset({"embedding", "reranker"})
 logger = logging.getLogger(__name__)
+
+
+class ReportCatalog(Protocol):
+    """What ingest asks of a catalog: this YAML one, or GPUStack's tables
+    (``collector.mapping.gpustack_catalog``)."""
+
+    def apply(self, report: UsageReport) -> UsageReport:
+        """The report checked, with its name snapshot. Raises ``BadValue``."""
+        ...
 
 
 class _Entry(BaseModel):

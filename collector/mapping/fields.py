@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from collector import conventions as conv
+from collector.mapping.producers import DEFAULT_PRODUCER_RULES, ProducerRule, ProducerRules
 from collector.mapping.values import BadValue, as_count, as_flag, as_id, as_text
 from collector.model import Operation
 
@@ -55,6 +56,7 @@ class MappingRules:
     )
     skipped_operations: frozenset[str] = conv.DEFAULT_SKIPPED_OPERATIONS
     skipped_span_kinds: frozenset[str] = conv.DEFAULT_SKIPPED_SPAN_KINDS
+    producer_rules: tuple[ProducerRule, ...] = DEFAULT_PRODUCER_RULES
 
 
 class FieldMapper:
@@ -77,9 +79,12 @@ class FieldMapper:
         for name, keys, _coerce in self._fields:
             for rank, key in enumerate(keys):
                 self._by_key.setdefault(key, []).append((name, rank))
-        self.wanted: frozenset[str] = frozenset(
-            key for keys in rules.field_keys.values() for key in keys
-        ) | {conv.OPENINFERENCE_SPAN_KIND, *conv.PRODUCER_IDENTITY}
+        self.producers = ProducerRules(rules.producer_rules)
+        self.wanted: frozenset[str] = (
+            frozenset(key for keys in rules.field_keys.values() for key in keys)
+            | {conv.OPENINFERENCE_SPAN_KIND, *conv.PRODUCER_IDENTITY}
+            | self.producers.attributes
+        )
         """Every attribute key the mapping can read: decoders may skip all others."""
         self._operations: dict[str, tuple[bool, Operation | None]] = {}
 

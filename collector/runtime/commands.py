@@ -123,9 +123,15 @@ def migrate(config: Config, origins: Origins) -> None:
 async def _migrate(config: Config) -> None:
     from exporters.sql import migrate as migrations
     from exporters.sql.engine import create_engine
+    from exporters.sql.gpustack import migrate as gpustack_migrations
 
     engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout)
     try:
+        if config.database.layout == "gpustack":
+            await gpustack_migrations.upgrade(engine)
+            revision = await gpustack_migrations.current(engine)
+            print(f"GPUStack schema checked; tokenbridge bookkeeping at revision {revision}")
+            return
         await migrations.upgrade(engine)
         print(f"database at revision {await migrations.current(engine)}")
     finally:
@@ -145,19 +151,24 @@ def report(config: Config, origins: Origins, args: argparse.Namespace) -> Table:
 
 
 async def _report(config: Config, args: argparse.Namespace, where: str) -> Table:
+    from exporters.sql import schema
     from exporters.sql.engine import create_engine
+    from exporters.sql.gpustack import tables
     from exporters.sql.rejects import recent
     from exporters.sql.report import usage
 
+    gpustack = config.database.layout == "gpustack"
     engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout,
                            read_only=True)  # fmt: skip
     try:
         await _require_schema(engine, config, where)
         by = [column.strip() for column in args.by.split(",") if column.strip()]
         if args.rejects:
-            names, rows = await recent(engine, args.start, args.end)
+            rejects = tables.rejects if gpustack else schema.usage_rejects
+            names, rows = await recent(engine, args.start, args.end, t=rejects)
         else:
-            names, rows = await usage(engine, args.start, args.end, by)
+            usages = tables.model_usages if gpustack else schema.model_usages
+            names, rows = await usage(engine, args.start, args.end, by, usages)
     finally:
         await engine.dispose()
     return names, rows
@@ -165,8 +176,14 @@ async def _report(config: Config, args: argparse.Namespace, where: str) -> Table
 
 async def _require_schema(engine: Any, config: Config, where: str) -> None:
     from exporters.sql import migrate as migrations
+    from exporters.sql.gpustack import migrate as gpustack_migrations
 
-    revision = await migrations.current(engine)
+    if config.database.layout == "gpustack":
+        async with engine.connect() as conn:
+            await gpustack_migrations.check(conn)
+        revision = await gpustack_migrations.current(engine)
+    else:
+        revision = await migrations.current(engine)
     if revision is None:
         raise StartupError(f"{where} {mask_url(config.database.url)}: the database has no "
                            "tokenbridge tables; run tokenbridge migrate (or serve) first, or "

@@ -22,7 +22,9 @@ from collector.inflight import InFlight
 from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
+from collector.mapping.gpustack_catalog import GpustackCatalog
 from collector.mapping.points import MetricRules
+from collector.mapping.producers import merged
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
 from collector.receivers.body import Timeouts
@@ -34,6 +36,9 @@ from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
+from exporters.sql.gpustack import catalog_source
+from exporters.sql.gpustack import migrate as gpustack_migrate
+from exporters.sql.gpustack.sink import GpustackSink
 from exporters.sql.sink import SqlSink
 
 logger = logging.getLogger(__name__)
@@ -62,11 +67,13 @@ def mapping_rules(config: Config) -> MappingRules:
         if operation is None:
             raise ValueError(f"mapping.operations.{name}: unknown operation {stored!r}")
         operations[name] = operation
+    extra = [rule.rule() for rule in config.mapping.producer_rules]
     return MappingRules(
         field_keys={**defaults.field_keys,
                     **{k: tuple(v) for k, v in config.mapping.fields.items()}},
         operation_names=operations,
         skipped_operations=defaults.skipped_operations | set(config.mapping.skip_operations),
+        producer_rules=tuple(merged(defaults.producer_rules, extra)),
     )  # fmt: skip
 
 
@@ -165,9 +172,15 @@ class Service:
         agg = config.aggregation
         lim = config.limits
         self.pricing = pricing(config)
-        self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
-                            max_reject_rows=lim.max_reject_rows,
-                            pricing=self.pricing)  # fmt: skip
+        self.gpustack = db.layout == "gpustack"
+        self.sink: SqlSink | GpustackSink
+        if self.gpustack:  # GPUStack's tables have no cost columns: nothing is priced there
+            self.sink = GpustackSink(self.engine, ZoneInfo(agg.timezone),
+                                     max_reject_rows=lim.max_reject_rows)  # fmt: skip
+        else:
+            self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
+                                max_reject_rows=lim.max_reject_rows,
+                                pricing=self.pricing)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
@@ -248,7 +261,9 @@ class Service:
         return not self.commit.database_down and await self.sink.ping()
 
     async def start(self) -> None:
-        if self.config.database.migrate_on_start:
+        if self.gpustack:
+            await self._start_gpustack()
+        elif self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
             self.revision = await migrate.current(self.engine)
         elif await self.sink.ping():
@@ -274,6 +289,21 @@ class Service:
             self._summaries = asyncio.create_task(
                 log_summaries(interval, self.totals.counts, lambda: self.commit.pending)
             )
+
+    async def _start_gpustack(self) -> None:
+        """GPUStack's schema checked (``SchemaError``: one line), tokenbridge's bookkeeping
+        migrated, GPUStack's catalog read now and every ``database.catalog_refresh`` s."""
+        async with self.engine.connect() as conn:
+            await gpustack_migrate.check(conn)
+        if self.config.database.migrate_on_start:
+            await gpustack_migrate.upgrade(self.engine)
+        def install(tables: catalog_source.CatalogRows) -> None:
+            self.ingest.use_catalog(GpustackCatalog.from_tables(tables))
+
+        self.revision = await gpustack_migrate.current(self.engine)
+        install(await catalog_source.load(self.engine))
+        self._watching = asyncio.create_task(catalog_source.refresh(
+            self.engine, self.config.database.catalog_refresh, install))
 
     async def shutdown(self) -> None:
         """Stop intake, let requests in flight commit, close. Idempotent."""

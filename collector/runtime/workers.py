@@ -96,7 +96,8 @@ class Supervisor:
         return {"grpc": self.grpc_port, "http": self.http_port, "metrics": metrics}
 
     def start(self, timeout: float = 60.0) -> None:
-        self.revision = asyncio.run(_migrate(self.config.database.url, self._migrate))
+        db = self.config.database
+        self.revision = asyncio.run(_migrate(db.url, self._migrate, db.layout))
         if self.metrics is not None:
             self.metrics.start()
         self._processes = [self._spawn(i) for i in range(len(self._ready))]
@@ -193,14 +194,23 @@ class Supervisor:
                 self._processes[index] = self._spawn(index)
 
 
-async def _migrate(url: str, upgrade: bool) -> str | None:
+async def _migrate(url: str, upgrade: bool, layout: str = "tokenbridge") -> str | None:
     """Migrate (when ``upgrade``) and return the schema revision; None when the database does
-    not answer and need not be migrated (the workers answer retryable until it does)."""
+    not answer and need not be migrated (the workers answer retryable until it does). The
+    gpustack layout checks GPUStack's schema (``SchemaError``) and migrates tokenbridge's
+    tables beside it."""
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
+    from exporters.sql.gpustack import migrate as gpustack_migrate
 
     engine = create_engine(url)
     try:
+        if layout == "gpustack":
+            async with engine.connect() as conn:
+                await gpustack_migrate.check(conn)
+            if upgrade:
+                await gpustack_migrate.upgrade(engine)
+            return await gpustack_migrate.current(engine)
         if upgrade:
             await migrate.upgrade(engine)
             return await migrate.current(engine)

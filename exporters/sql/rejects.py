@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporters.sql import schema
@@ -21,9 +21,8 @@ from exporters.sql import schema
 COLUMNS = ("received_at", "source", "reason", "item")
 
 
-async def prune(conn: AsyncConnection, keep: int) -> None:
-    """Delete all but the newest ``keep`` rows."""
-    t = schema.usage_rejects
+async def prune(conn: AsyncConnection, keep: int, t: Table = schema.usage_rejects) -> None:
+    """Delete all but the newest ``keep`` rows (of the layout's reject table ``t``)."""
     oldest_kept = select(t.c.id).order_by(t.c.id.desc()).offset(keep - 1).limit(1)
     boundary = (await conn.execute(oldest_kept)).scalar()
     if boundary is not None:
@@ -31,10 +30,10 @@ async def prune(conn: AsyncConnection, keep: int) -> None:
 
 
 async def recent(
-    engine: AsyncEngine, start: date | None, end: date | None, limit: int | None = None
+    engine: AsyncEngine, start: date | None, end: date | None, limit: int | None = None,
+    t: Table = schema.usage_rejects,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Rejects received from ``start`` to ``end`` (days, UTC, both included), oldest first."""
-    t = schema.usage_rejects
     query = select(*(t.c[c] for c in COLUMNS)).order_by(t.c.received_at, t.c.id)
     if start is not None:
         query = query.where(t.c.received_at >= datetime.combine(start, time.min))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
@@ -28,23 +28,27 @@ SUMS = {
 
 
 async def usage(
-    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str]
+    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str],
+    t: Table = schema.model_usages,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """(column names, rows): sums per group, ``total_tokens`` = prompt + completion, ``cost``
     the exact sum of the priced requests' cost as decimal text (empty when none was priced)
-    beside ``unpriced_requests``."""
-    unknown = [column for column in by if column not in GROUPABLE]
+    beside ``unpriced_requests``. ``t``: the layout's rollup table (GPUStack's
+    ``model_usages`` has fewer columns, and no cost)."""
+    groupable = [c for c in (*GROUPABLE, "consumer_principal_id") if c in t.c]
+    unknown = [column for column in by if column not in groupable]
     if unknown:
         raise ValueError(f"--by: cannot group by {', '.join(unknown)}; choose from "
-                         f"{', '.join(GROUPABLE)}")
-    t = schema.model_usages
+                         f"{', '.join(groupable)}")
     keys = [t.c[column] for column in by]
-    sums = [func.sum(t.c[column]).label(name) for name, column in SUMS.items()]
+    present = {name: column for name, column in SUMS.items() if column in t.c}
+    sums = [func.sum(t.c[column]).label(name) for name, column in present.items()]
     total = (func.sum(t.c.prompt_token_count) + func.sum(t.c.completion_token_count)).label(
         "total_tokens"
     )
-    cost = func.sum(t.c.cost).label("cost")
-    query = select(*keys, *sums[:2], total, *sums[2:], cost).group_by(*keys).order_by(*keys)
+    priced = "cost" in t.c
+    cost = [func.sum(t.c.cost).label("cost")] if priced else []
+    query = select(*keys, *sums[:2], total, *sums[2:], *cost).group_by(*keys).order_by(*keys)
     if start is not None:
         query = query.where(t.c.date >= start)
     if end is not None:
@@ -52,9 +56,13 @@ async def usage(
     dialect = engine.dialect.name
     async with engine.connect() as conn:
         result = await conn.execute(query)
-        rows = [(*(_plain(v) for v in row[:-1]), text(to_amount(dialect, row[-1])))
-                for row in result]  # fmt: skip
-    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(SUMS)[2:], "cost"]
+        if priced:
+            rows = [(*(_plain(v) for v in row[:-1]), text(to_amount(dialect, row[-1])))
+                    for row in result]  # fmt: skip
+        else:
+            rows = [tuple(_plain(v) for v in row) for row in result]
+    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(present)[2:],
+             *(["cost"] if priced else [])]  # fmt: skip
     return names, [row for row in rows if any(v is not None for v in row[len(by):])]
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collector.aggregation.sources import NEVER, ProducerState, Ruling, rule
@@ -49,23 +49,25 @@ async def apply(
     insert: InsertBuilder,
     batches: Sequence[ProducerItems],
     now: datetime,
+    table: Table = schema.producer_sources,
 ) -> Ruled:
+    """``table``: the layout's producer table (``producer_sources`` by default)."""
     by_key: dict[str, list[ProducerItems]] = {}
     for items in batches:
         by_key.setdefault(items.key, []).append(items)
     keys = sorted(by_key)
-    states = await _read(conn, keys, lock=False)
+    states = await _read(conn, keys, False, table)
     rulings = {key: _rule(states.get(key), by_key[key]) for key in keys}
     moving = [key for key in keys if rulings[key].state is not None]
     if moving:
-        await _lock(conn, insert, moving, by_key, now)
-        locked = await _read(conn, moving, lock=True)
+        await _lock(conn, insert, moving, by_key, now, table)
+        locked = await _read(conn, moving, True, table)
         changed: dict[str, ProducerState] = {}
         for key in moving:
             ruling = rulings[key] = _rule(locked.get(key), by_key[key])
             if ruling.state is not None:
                 changed[key] = ruling.state
-        await _store(conn, insert, changed, by_key, now)
+        await _store(conn, insert, changed, by_key, now, table)
     out = Ruled([], [], [], [], 0)
     for key in keys:
         for items in by_key[key]:
@@ -108,9 +110,8 @@ def _split(items: ProducerItems, ruling: Ruling, out: Ruled) -> None:
 
 
 async def _read(
-    conn: AsyncConnection, keys: Sequence[str], lock: bool
+    conn: AsyncConnection, keys: Sequence[str], lock: bool, table: Table
 ) -> dict[str, ProducerState]:
-    table = schema.producer_sources
     found: dict[str, ProducerState] = {}
     for start in range(0, len(keys), MAX_KEYS):
         query = select(table.c.producer_key, table.c.spans, table.c.metrics_until).where(
@@ -138,9 +139,9 @@ async def _lock(
     keys: Sequence[str],
     by_key: dict[str, list[ProducerItems]],
     now: datetime,
+    table: Table,
 ) -> None:
     """Placeholder rows for producers not seen before, so every one has a row to lock."""
-    table = schema.producer_sources
     blank = ProducerState(False, NEVER)
     for start in range(0, len(keys), MAX_KEYS):
         rows = [_row(k, blank, by_key[k], now) for k in keys[start : start + MAX_KEYS]]
@@ -155,8 +156,8 @@ async def _store(
     changed: dict[str, ProducerState],
     by_key: dict[str, list[ProducerItems]],
     now: datetime,
+    table: Table,
 ) -> None:
-    table = schema.producer_sources
     rows = [_row(k, s, by_key[k], now) for k, s in sorted(changed.items())]
     stmt = insert(table)
     upsert = stmt.on_conflict_do_update(

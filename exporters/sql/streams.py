@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collector.aggregation.cumulative import StreamState, delta
@@ -29,11 +29,12 @@ async def deltas(
     samples: Sequence[PointSample],
     now: datetime,
     muted: Sequence[PointSample] = (),
+    table: Table = schema.metric_streams,
 ) -> list[UsageReport]:
     """Reports of the deltas of ``samples``; ``muted`` samples (ignored by the source rule)
     advance their streams' state like the others but yield no report, so a stream that
-    switches between counted and ignored counts each token once."""
-    table = schema.metric_streams
+    switches between counted and ignored counts each token once. ``table``: the stream state
+    table of the layout (``metric_streams`` by default)."""
     silent = {id(s) for s in muted}
     ordered = sorted([*samples, *muted], key=lambda s: (s.stream_key, s.time_ns))
     keys = sorted({s.stream_key for s in ordered})
@@ -64,16 +65,16 @@ async def deltas(
             state[sample.stream_key] = changed[sample.stream_key] = new_state
         if (value or count) and id(sample) not in silent:
             reports.append(sample.report(value, count))
-    await _store(conn, insert, changed, now)
+    await _store(conn, insert, changed, now, table)
     return reports
 
 
 async def _store(
-    conn: AsyncConnection, insert: InsertBuilder, changed: dict[str, StreamState], now: datetime
+    conn: AsyncConnection, insert: InsertBuilder, changed: dict[str, StreamState], now: datetime,
+    table: Table,
 ) -> None:
     if not changed:
         return
-    table = schema.metric_streams
     rows: list[dict[str, Any]] = [
         {"stream_key": k, "time_ns": s.time_ns, "value": s.value, "count": s.requests,
          "updated_at": now}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from collector.config import CommitConfig, Config, LimitsConfig, SourcesConfig
+from collector.config import CommitConfig, Config, ConfigError, LimitsConfig, SourcesConfig, load
 from collector.mapping.limits import Limits
 
 
@@ -33,6 +33,17 @@ def test_limits_come_from_the_limits_section() -> None:
     custom = LimitsConfig(max_items=50, max_attributes=8, max_value_length=300, max_count=99,
                           earliest="2020-01-01", max_ahead=60)  # fmt: skip
     assert custom.settings() == Limits(50, 8, 300, 99, 1_577_836_800_000, 60_000)
+
+
+def test_gpustack_layout_refuses_a_yaml_catalog_and_unknown_layouts() -> None:
+    with pytest.raises(ConfigError, match=r"catalog: not used with database\.layout gpustack"):
+        load(overrides={"database": {"layout": "gpustack"}, "catalog": {"path": "c.yaml"}},
+             environ={})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"database\.layout: Input should be 'tokenbridge' or"):
+        load(overrides={"database": {"layout": "seed"}}, environ={})
+    config = load(environ={"TOKENBRIDGE_DATABASE__LAYOUT": "gpustack"})
+    assert (config.database.layout, config.database.catalog_refresh) == ("gpustack", 2.0)
+    assert config.aggregation.extra_dimensions == ("model_route_id", "organization_id")
 
 
 def test_genai_metrics_is_auto_by_default_and_takes_a_flag_or_auto_only() -> None:
