@@ -1,5 +1,9 @@
 """Bounded fuzz run of the decoders and the ingest core, as the HTTP and gRPC receivers call them.
 
+The "structure bombs" target sends bodies just under and over the element bound at every
+repeated OTLP level (protobuf and JSON) and counts as a crash any that is decoded over the
+bound or refused under it.
+
 For each target, hypothesis generates inputs (random bytes, mutated valid requests, JSON
 documents built from OTLP's own keys) and feeds them through the same functions a receiver
 calls before the commit: inflate, parse, decode, map, bound. An input may be refused with a
@@ -34,7 +38,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.aggregation.rules import Estimation
 from collector.config import LimitsConfig
-from collector.errors import PermanentError
+from collector.errors import Kind, PermanentError
 from collector.ingest import Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
@@ -58,7 +62,7 @@ class Recording:
 def _ingest() -> Ingest:
     commit: Any = Recording()
     rules = MetricRules(custom_counters={"app.tokens": "input_token"})
-    limits = LimitsConfig(max_items=1000).settings()
+    limits = LimitsConfig(max_items=BOMB_LIMIT).settings()
     return Ingest(FieldMapper(MappingRules()), rules, Estimation(), commit, limits=limits)
 
 
@@ -136,7 +140,7 @@ def _json_bytes() -> st.SearchStrategy[bytes]:
     return st.one_of(docs, st.binary(max_size=200), docs.map(gzip.compress))
 
 
-Target = Callable[[Ingest, bytes], Any]
+Target = Callable[[Ingest, Any], Any]
 
 
 def _inflated(data: bytes) -> bytes:
@@ -164,12 +168,93 @@ async def _gateway(ingest: Ingest, data: bytes) -> Any:
     return await ingest.export(Signal.GATEWAY, Encoding.JSON, _inflated(data))
 
 
-TARGETS: dict[str, tuple[Target, Callable[[], st.SearchStrategy[bytes]]]] = {
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+# Where a bomb repeats its element: (signal, the fields leading there, the repeated field,
+# the elements counted on the way).
+PATHS = [
+    (Signal.TRACES, [], 1, 0),  # ResourceSpans
+    (Signal.TRACES, [1], 2, 1),  # ScopeSpans of one ResourceSpans
+    (Signal.TRACES, [1, 2], 2, 2),  # Spans
+    (Signal.TRACES, [1, 2, 2], 9, 3),  # attributes of one span
+    (Signal.TRACES, [1, 2, 2, 9, 2, 5], 1, 5),  # values of one array attribute
+    (Signal.TRACES, [1, 1], 1, 1),  # resource attributes
+    (Signal.METRICS, [1, 2, 2, 7], 1, 3),  # data points of one Sum
+    (Signal.METRICS, [1, 2, 2, 9, 1], 9, 4),  # attributes of one histogram point
+]
+JSON_BOMBS = [
+    (Signal.TRACES, b'{"resourceSpans":[{"scopeSpans":[{"spans":[', b"]}]}]}", 6),
+    (Signal.METRICS, b'{"resourceMetrics":[', b"]}", 2),
+    (Signal.GATEWAY, b"[", b"]", 1),
+]
+BOMB_LIMIT = 1000
+
+
+Bomb = tuple[Signal, Encoding, bytes, int, bool]
+"""(signal, encoding, body, elements at least, whether exactly)."""
+EXACT = frozenset({b"", b"\x0a\x00", b"{}"})
+"""Elements that hold nothing counted (field 1 is never a repeated level below the top)."""
+
+
+def _protobuf_bomb(path: int, count: int, element: bytes) -> Bomb:
+    signal, outer, repeated, counted = PATHS[path]
+    body = _field(repeated, element) * count
+    for number in reversed(outer):
+        body = _field(number, body)
+    return signal, Encoding.PROTOBUF, body, counted + count, element in EXACT
+
+
+def _json_bomb(kind: int, count: int, element: bytes) -> Bomb:
+    signal, head, tail, counted = JSON_BOMBS[kind]
+    body = head + b",".join([element] * count) + tail
+    return signal, Encoding.JSON, body, counted + count, element in EXACT
+
+
+BOMBS = st.one_of(
+    st.builds(_protobuf_bomb, st.integers(0, len(PATHS) - 1), st.integers(900, 1100),
+              st.sampled_from([b"", b"\x0a\x00", b"\x12\x00\x12\x00"])),
+    st.builds(_json_bomb, st.integers(0, len(JSON_BOMBS) - 1), st.integers(900, 1100),
+              st.sampled_from([b"{}", b"[]"])),
+)  # fmt: skip
+"""Structure bombs just under and over ``BOMB_LIMIT`` elements, at every repeated level."""
+
+
+async def _structure_bomb(ingest: Ingest, data: Bomb) -> Any:
+    """A bomb over the limit must be refused as too large, and one under it must not be;
+    elements that hold elements themselves make the count only a lower bound, so only a
+    bomb of empty elements is held to "must not"."""
+    signal, encoding, body, elements, exact = data
+    try:
+        result = await ingest.export(signal, encoding, body)
+    except PermanentError as error:
+        if error.kind is Kind.TOO_LARGE and elements <= BOMB_LIMIT and exact:
+            raise AssertionError(f"{elements} elements refused as too large") from None
+        if elements > BOMB_LIMIT and error.kind is not Kind.TOO_LARGE:
+            raise AssertionError(f"{elements} elements refused as {error.kind}") from None
+        raise
+    if elements > BOMB_LIMIT:
+        raise AssertionError(f"{elements} elements over {BOMB_LIMIT} were decoded")
+    return result
+
+
+TARGETS: dict[str, tuple[Target, Callable[[], st.SearchStrategy[Any]]]] = {
     "grpc/protobuf traces": (_grpc_traces, lambda: _protobuf_bytes("traces")),
     "grpc/protobuf metrics": (_grpc_metrics, lambda: _protobuf_bytes("metrics")),
     "http/json traces": (_json_traces, _json_bytes),
     "http/json metrics": (_json_metrics, _json_bytes),
     "http/json gateway": (_gateway, _json_bytes),
+    "structure bombs": (_structure_bomb, lambda: BOMBS),
 }
 
 
@@ -185,7 +270,7 @@ def run(name: str, examples: int, seconds: float) -> tuple[int, int, int, list[s
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(data=strategy())
-    def fuzz(data: bytes) -> None:
+    def fuzz(data: Any) -> None:
         nonlocal tried, refused
         if time.monotonic() > deadline:
             return
@@ -195,7 +280,7 @@ def run(name: str, examples: int, seconds: float) -> tuple[int, int, int, list[s
         except PermanentError:
             refused += 1
         except Exception:
-            crashes.append(f"{data[:80]!r}\n{traceback.format_exc(limit=4)}")
+            crashes.append(f"{str(data)[:80]}\n{traceback.format_exc(limit=4)}")
 
     try:
         fuzz()

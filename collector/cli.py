@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="output format")  # fmt: skip
     report.add_argument("--rejects", action="store_true",
                         help="list rejected items (time, source, reason, item) instead of usage")
+    report.add_argument("--raw", action="store_true",
+                        help="names exactly as stored: no CSV formula guard, no escaping")
     rejects = commands.add_parser(
         "rejects", help="rejects replay: count stored rejects again once their cause is fixed")
     actions = rejects.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -192,7 +194,8 @@ def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:
     elif args.command == "report":
         if args.start and args.end and args.start > args.end:
             raise StartupError(f"--from {args.start} is after --to {args.end}; swap them")
-        sys.stdout.write(render(*commands.report(config, origins, args), args.format))
+        sys.stdout.write(render(*commands.report(config, origins, args), args.format,
+                                args.raw))
     else:
         sys.stdout.write(commands.replay(config, origins, args))
     return 0

@@ -11,6 +11,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +52,14 @@ class ReceiversConfig(Section):
     http_port: int = Field(4318, ge=0, le=65535)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     """Largest request accepted, after decompression (OTLP gRPC messages included)."""
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds a connection may take to send a request's headers, from its start or its
+    previous answer; also how long an idle kept-alive HTTP connection stays open."""
+    idle_timeout: float = Field(10.0, gt=0)
+    """Longest pause while an HTTP body arrives; longer is answered 408."""
+    body_timeout: float = Field(60.0, gt=0)
+    """Longest an HTTP body may take to arrive (408), and the grace a gRPC call gets when
+    its connection is recycled (every 300 s)."""
 
 
 DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
@@ -298,8 +307,10 @@ class MetricsConfig(Section):
     label_limits: dict[str, int] = {}
     """Per-label overrides of ``label_limit``."""
     overflow_value: str = "__overflow__"
-    max_series: int = Field(100_000, ge=1)
-    """Series one usage counter may hold (the SDK's own cardinality limit)."""
+    max_series: int = Field(10_000, ge=4)
+    """Series of the six usage counters together (one per label combination and counter);
+    past it new combinations are folded into the all-``overflow_value`` series. Also each
+    counter's cardinality limit in the SDK."""
     self_telemetry: bool = True
     tokens: list[SecretStr] = []
     """Bearer tokens a scraper must present on ``/metrics`` (Prometheus: ``authorization:
@@ -370,8 +381,13 @@ class TlsConfig(Section):
 class LimitsConfig(Section):
     """Bounds on one request's content (the body size is ``receivers.max_body_bytes``)."""
 
-    max_items: int = Field(100_000, ge=1)
-    """Spans, data points or gateway objects per request; more refuse the request (413)."""
+    max_items: int = Field(2_000_000, ge=1)
+    """Elements of one request, counted on the bytes before parsing: every resource, scope,
+    span, event, link, metric, data point, exemplar, attribute, attribute value and array or
+    key-value list value (protobuf), every object and array (JSON). More refuse the request
+    (413). A span with 12 attributes is ~25: the SDK's 512-span batches hold ~13,000, the
+    Collector's 8192-span batches ~200,000; 2,000,000 is ~80,000 such spans (~40 MB of
+    protobuf). A request at the limit parses into ~140 MB."""
     max_attributes: int = Field(256, ge=1)
     """Attributes read from one item (its own plus its resource's); more reject the item."""
     max_value_length: int = Field(4096, ge=256)
@@ -379,12 +395,26 @@ class LimitsConfig(Section):
     max_count: int = Field(10**12, ge=1, le=2**62)
     """Largest token or request count of one report; a larger one rejects the item, so no
     sum can overflow the 64-bit columns."""
+    max_inflight_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    """Bytes (as sent and inflated) of all requests being read, decoded or committed at
+    once; past it a request is answered retryably (503 / UNAVAILABLE) before decoding."""
+    max_inflight_items: int = Field(4_000_000, ge=1)
+    """Elements all requests in flight may decode into (each counts the most its body could
+    hold: half its length, at most ``max_items``); past it, retryable as above."""
     max_reject_rows: int = Field(100_000, ge=100)
     """``usage_rejects`` keeps the newest rows up to this many (pruned in the commit)."""
+    earliest: date = date(2000, 1, 1)
+    """Timestamps before this day (UTC) reject their item."""
+    max_ahead: float = Field(86_400.0, ge=0)
+    """Seconds a timestamp may lie ahead of the bridge's clock; later rejects the item."""
+
 
     def settings(self) -> Limits:
         """The bounds ingest checks."""
-        return Limits(self.max_items, self.max_attributes, self.max_value_length, self.max_count)
+        earliest = datetime.combine(self.earliest, time(), UTC)
+        return Limits(self.max_items, self.max_attributes, self.max_value_length,
+                      self.max_count, int(earliest.timestamp() * 1000),
+                      int(self.max_ahead * 1000))  # fmt: skip
 
 
 class LogConfig(Section):

@@ -25,6 +25,7 @@ class RpcCode(enum.IntEnum):
 
     OK = 0
     INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
     RESOURCE_EXHAUSTED = 8
     UNAVAILABLE = 14
     UNAUTHENTICATED = 16
@@ -39,6 +40,8 @@ class Kind(enum.Enum):
     """A content type or content encoding the bridge does not read."""
     UNAUTHENTICATED = "unauthenticated"
     """Missing or invalid credentials."""
+    TIMEOUT = "timeout"
+    """The request's body did not arrive in time (``receivers.body_timeout``)."""
     UNAVAILABLE = "unavailable"
     """Retryable: database down, queue full, shutting down."""
 
@@ -54,6 +57,7 @@ STATUS: dict[Kind, Status] = {
     Kind.TOO_LARGE: Status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, RpcCode.RESOURCE_EXHAUSTED),
     Kind.UNSUPPORTED_MEDIA: Status(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, RpcCode.INVALID_ARGUMENT),
     Kind.UNAUTHENTICATED: Status(HTTPStatus.UNAUTHORIZED, RpcCode.UNAUTHENTICATED),
+    Kind.TIMEOUT: Status(HTTPStatus.REQUEST_TIMEOUT, RpcCode.DEADLINE_EXCEEDED),
     Kind.UNAVAILABLE: Status(HTTPStatus.SERVICE_UNAVAILABLE, RpcCode.UNAVAILABLE),
 }
 """Kind -> HTTP status and gRPC code: the one table."""

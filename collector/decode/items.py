@@ -6,10 +6,26 @@ from dataclasses import dataclass
 from typing import Any
 
 Attrs = dict[str, Any]
+Body = bytes | bytearray
+"""A request body as received: a bytearray when the receiver assembled or inflated it, kept
+as is (a copy to bytes would double the peak memory of a large body)."""
 
 TEMPORALITY_DELTA = 1
 TEMPORALITY_CUMULATIVE = 2
 FLAG_NO_RECORDED_VALUE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An attribute value that is not an OTLP AnyValue (OTLP/JSON ``"value": 5``, or two
+    kinds at once): the item carrying it is rejected with this reason, since reading it as
+    absent would count its tokens as 0."""
+
+    sent: Any
+
+    def __str__(self) -> str:
+        text = repr(self.sent)
+        return "not an OTLP AnyValue: " + (text if len(text) <= 60 else text[:57] + "...")
 
 
 @dataclass(slots=True)

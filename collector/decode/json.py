@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from collector.decode.items import Attrs, PointItem, SpanItem, Unread
+from collector.decode.items import Attrs, Body, PointItem, SpanItem, Unread, Unreadable
+from collector.decode.structure import check_json
 from collector.errors import PermanentError
 
 
@@ -22,6 +25,19 @@ class Malformed(PermanentError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"malformed OTLP/JSON: {detail}")
+
+
+def loads(body: Body, max_items: int) -> Any:
+    """The JSON document of ``body`` (UTF-8, as OTLP/JSON and the gateway send it); a body of
+    more than ``max_items`` objects and arrays is refused (413) before it is materialised, a
+    malformed one is refused (400)."""
+    check_json(body, max_items)
+    try:
+        # Invalid UTF-8 becomes lone surrogates: the item whose read field holds one is
+        # rejected ("not valid Unicode text"), bad bytes in a field nobody reads are ignored.
+        return json.loads(body.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError) as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
 
 
 def _get(obj: Any, camel: str, snake: str) -> Any:
@@ -74,29 +90,65 @@ MAX_DEPTH = 64
 stops at a similar depth), and the limit keeps the walk far from Python's recursion limit."""
 
 
+_SCALAR_KINDS = {
+    "stringValue": "stringValue", "string_value": "stringValue",
+    "intValue": "intValue", "int_value": "intValue",
+    "doubleValue": "doubleValue", "double_value": "doubleValue",
+    "boolValue": "boolValue", "bool_value": "boolValue",
+}  # fmt: skip
+_INT64 = re.compile(r"-?[0-9]{1,20}")
+
+
 def any_value(value: Any, depth: int = 0) -> Any:
-    """An AnyValue object -> Python value; None for an empty or unreadable one."""
-    if not isinstance(value, dict) or len(value) != 1:
-        return None
-    (kind, inner), = value.items()
-    if kind in ("stringValue", "string_value"):
-        return inner if isinstance(inner, str) else None
-    if kind in ("intValue", "int_value"):
-        if isinstance(inner, bool):
+    """An AnyValue object -> Python value; None for an empty one (as protobuf's unset value).
+
+    A scalar of the wrong JSON type is passed on as sent, so the mapping rejects the item
+    with the same reason as the protobuf value of that type (``{"intValue": true}`` as a
+    boolean, ``{"intValue": "NaN"}`` as the text ``'NaN'``, ``{"intValue": 1e400}`` as
+    infinity; ``{"intValue": 5.0}`` is 5, as protobuf's JSON parser reads it). What is not an
+    AnyValue at all (``5``, ``"NaN"``, two kinds at once) is ``Unreadable``: it rejects its
+    item, never silently counts as 0. Unknown keys are ignored, as OTLP/JSON says.
+    """
+    if type(value) is dict and len(value) == 1:
+        ((kind, inner),) = value.items()
+        if type(inner) is str and (kind == "stringValue" or kind == "string_value"):
+            return inner  # the common case, first
+        if kind not in _SCALAR_KINDS and kind not in _COMPOSITE_KINDS:
             return None
-        if isinstance(inner, int):
+    else:
+        kind, inner = _lone_kind(value)
+        if kind == "":
             return inner
-        try:
-            return int(inner) if isinstance(inner, str) else None
-        except ValueError:
-            return None
-    if kind in ("doubleValue", "double_value"):
-        if isinstance(inner, str):
-            return _DOUBLES.get(inner, inner)
-        return inner if isinstance(inner, (int, float)) and not isinstance(inner, bool) else None
-    if kind in ("boolValue", "bool_value"):
-        return inner if isinstance(inner, bool) else None
+    scalar = _SCALAR_KINDS.get(kind)
+    if scalar == "intValue":
+        if isinstance(inner, str) and _INT64.fullmatch(inner):
+            return int(inner)
+        if isinstance(inner, float) and inner.is_integer():
+            return int(inner)
+        return inner
+    if scalar == "doubleValue" and isinstance(inner, str):
+        return _DOUBLES.get(inner, inner)
+    if scalar is not None:
+        return inner
     return _composite(kind, inner, depth + 1)
+
+
+_COMPOSITE_KINDS = frozenset({"arrayValue", "array_value", "kvlistValue", "kvlist_value",
+                              "bytesValue", "bytes_value"})  # fmt: skip
+
+
+def _lone_kind(value: Any) -> tuple[str, Any]:
+    """(kind, inner) of an AnyValue with unknown keys or none; ("", answer) otherwise."""
+    if value is None:
+        return "", None
+    if not isinstance(value, dict):
+        return "", Unreadable(value)
+    kinds = [key for key in value if key in _SCALAR_KINDS or key in _COMPOSITE_KINDS]
+    if not kinds:
+        return "", None
+    if len(kinds) > 1:
+        return "", Unreadable(value)
+    return kinds[0], value[kinds[0]]
 
 
 def _composite(kind: str, inner: Any, depth: int) -> Any:
@@ -112,8 +164,8 @@ def _composite(kind: str, inner: Any, depth: int) -> Any:
         try:
             return base64.b64decode(inner, validate=True)
         except (binascii.Error, ValueError):
-            return None
-    return None
+            return Unreadable(inner)
+    return Unreadable({kind: inner})
 
 
 def attrs(kvs: Any, wanted: frozenset[str] | None, depth: int = 0) -> Attrs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -20,59 +20,59 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.decode import json as otlp_json
 from collector.decode import protobuf as pb
-from collector.decode.items import PointItem, SpanItem, Unread
+from collector.decode.items import Body, PointItem, SpanItem, Unread
+from collector.decode.structure import check_protobuf
 from collector.errors import PermanentError
 from collector.model import Encoding, IngestResult, Signal
 
 M = TypeVar("M", bound=Message)
 
 
-def parse(message: M, data: bytes) -> M:
+def parse(message: M, data: Body) -> M:
     """``message`` filled from ``data``; a body protobuf cannot read is a permanent error
     with the reason (HTTP 400 / gRPC INVALID_ARGUMENT)."""
     try:
-        message.ParseFromString(data)
+        message.ParseFromString(cast(bytes, data))  # upb reads any buffer; no copy
     except (DecodeError, RecursionError) as exc:
         raise PermanentError(f"malformed protobuf: {exc}") from None
     return message
 
 
-def load_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
-
-
-def spans(encoding: Encoding, body: bytes, wanted: frozenset[str]) -> Iterator[SpanItem]:
+def spans(
+    encoding: Encoding, body: Body, wanted: frozenset[str], max_items: int
+) -> Iterator[SpanItem]:
     """The spans of an OTLP trace export; ``PermanentError`` (also while iterating, for a
-    structural error of a JSON body) when the body is not one."""
+    structural error of a JSON body) when the body is not one, or holds more than
+    ``max_items`` elements (``collector.decode.structure``)."""
     if encoding is Encoding.PROTOBUF:
+        check_protobuf(body, "traces", max_items)
         return pb.spans(parse(tpb.ExportTraceServiceRequest(), body), wanted)
-    return otlp_json.spans(load_json(body), wanted)
+    return otlp_json.spans(otlp_json.loads(body, max_items), wanted)
 
 
 def points(
-    encoding: Encoding, body: bytes, names: frozenset[str]
+    encoding: Encoding, body: Body, names: frozenset[str], max_items: int
 ) -> Iterator[PointItem | Unread]:
     """The points of the metrics named ``names`` in an OTLP metrics export; the points of
     the others only counted (``Unread``)."""
     if encoding is Encoding.PROTOBUF:
+        check_protobuf(body, "metrics", max_items)
         return pb.points(parse(mpb.ExportMetricsServiceRequest(), body), names)
-    return otlp_json.points(load_json(body), names)
+    return otlp_json.points(otlp_json.loads(body, max_items), names)
 
 
-def logs(encoding: Encoding, body: bytes) -> Iterator[Unread]:
+def logs(encoding: Encoding, body: Body, max_items: int) -> Iterator[Unread]:
     """The log records of an OTLP logs export, counted, never read."""
     if encoding is Encoding.PROTOBUF:
+        check_protobuf(body, "logs", max_items)
         return pb.log_records(parse(lpb.ExportLogsServiceRequest(), body))
-    return otlp_json.log_records(load_json(body))
+    return otlp_json.log_records(otlp_json.loads(body, max_items))
 
 
-def gateway(body: bytes) -> list[dict[str, Any]]:
+def gateway(body: Body, max_items: int) -> list[dict[str, Any]]:
     """GPUStack's gateway push: one object or a list of them; anything else (a string, a
     number, a list holding one) is a bad request."""
-    doc = load_json(body)
+    doc = otlp_json.loads(body, max_items)
     items = doc if isinstance(doc, list) else [doc]
     for item in items:
         if not isinstance(item, dict):

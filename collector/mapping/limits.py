@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from collector import conventions as conv
+from collector.decode.items import Unreadable
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
 
 MAX_DEPTH = 16
 """Array and key-value list nesting inside one attribute value."""
+EARLIEST_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z: no LLM usage is older; a smaller stamp is a wrong unit or garbage."""
 COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 
@@ -36,6 +40,10 @@ class Limits:
     max_attributes: int
     max_value_length: int
     max_count: int
+    earliest_ms: int
+    """Timestamps (UnixMilli) before this reject the item."""
+    max_ahead_ms: int
+    """Timestamps more than this after the bridge's clock reject the item."""
 
 
 def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limits: Limits) -> None:
@@ -57,28 +65,59 @@ def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limi
 
 
 def _check_value(key: str, value: Any, limits: Limits, depth: int) -> None:
+    if isinstance(value, Unreadable):
+        raise BadValue(f"{key:.100}: {value}")
     if isinstance(value, str | bytes):
         if len(value) > limits.max_value_length:
             raise BadValue(f"{key:.100}: value longer than {limits.max_value_length}")
         return
     if depth >= MAX_DEPTH:
         raise BadValue(f"{key:.100}: value nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, list | dict):
+        _check_container(key, value, limits, depth)
+
+
+def _check_container(key: str, value: list[Any] | dict[str, Any], limits: Limits,
+                     depth: int) -> None:  # fmt: skip
     if isinstance(value, list):
         if len(value) > limits.max_value_length:
             raise BadValue(f"{key:.100}: more than {limits.max_value_length} elements")
         for element in value:
             _check_value(key, element, limits, depth + 1)
-    elif isinstance(value, dict):
-        if len(value) > limits.max_attributes:
-            raise BadValue(f"{key:.100}: more than {limits.max_attributes} entries")
-        for inner_key, inner in value.items():
-            _check_value(f"{key:.100}.{inner_key:.100}", inner, limits, depth + 1)
+        return
+    if len(value) > limits.max_attributes:
+        raise BadValue(f"{key:.100}: more than {limits.max_attributes} entries")
+    for inner_key, inner in value.items():
+        _check_value(f"{key:.100}.{inner_key:.100}", inner, limits, depth + 1)
 
 
 def check_report(report: UsageReport, limits: Limits) -> UsageReport:
-    """The report, or ``BadValue`` when one of its counts is over ``max_count``."""
+    """The report, or ``BadValue`` when one of its counts is over ``max_count`` or one of
+    its timestamps is outside the plausibility window: from ``earliest_ms`` to
+    ``max_ahead_ms`` after the bridge's clock when it received the report.
+
+    Example with the defaults, received 2026-12-01T08:00Z: a span ending 2026-12-02T07:59Z
+    counts (clocks drift, time zones confuse); one ending at 2**64-1 ns (2554-07-21) or at
+    1999-12-31 is rejected with the reason, so no sender can date usage at will."""
     for name in COUNT_FIELDS:
         value = getattr(report, name)
         if value > limits.max_count:
             raise BadValue(f"{name}: {value} over the limit {limits.max_count}")
-    return report
+    earliest, latest = limits.earliest_ms, report.received_at + limits.max_ahead_ms
+    started, completed = report.started_at, report.completed_at
+    if (started is None or earliest <= started <= latest) and (
+        completed is None or earliest <= completed <= latest
+    ):
+        return report  # the common case, inline
+    started_ok = started is None or earliest <= started <= latest
+    name, stamp = ("completed_at", completed) if started_ok else ("started_at", started)
+    raise BadValue(f"{name}: {_instant(stamp or 0)} outside the plausible window "
+                   f"{_instant(earliest)} .. {_instant(latest)}")
+
+
+def _instant(millis: int) -> str:
+    try:
+        moment = datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"UnixMilli {millis}"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

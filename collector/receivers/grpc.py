@@ -26,6 +26,7 @@ from collector.receivers.status import Retryable, grpc_code, grpc_trailers, unco
 
 logger = logging.getLogger(__name__)
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+MAX_CONNECTION_AGE = 300
 
 
 def _detached(error: BridgeError) -> BridgeError:
@@ -48,7 +49,9 @@ class _Export:
         # A method, not __call__: grpc runs a handler as a coroutine only when it is a
         # coroutine function.
         try:
-            return await self._ingest.export(self._signal, Encoding.PROTOBUF, data)
+            with self._ingest.inflight.request() as held:
+                held.take(len(data))
+                return await self._ingest.export(self._signal, Encoding.PROTOBUF, data, held)
         except BridgeError as exc:
             error = _detached(exc)
         del data  # this frame lives on in the abort's traceback: keep no body alive with it
@@ -77,8 +80,14 @@ class GrpcReceiver:
         credentials: Credentials | None = None,
         tls: grpc.ServerCredentials | None = None,
         retryable: Retryable = uncounted,
+        timeouts: tuple[float, float] = (10.0, 60.0),
     ) -> None:
-        """``retryable`` counts every retryable answer (self-telemetry)."""
+        """``retryable`` counts every retryable answer (self-telemetry). ``timeouts``: (header,
+        body) seconds. gRPC has no per-message read timeout: the header timeout bounds the
+        connection handshake, and a connection is recycled every ``MAX_CONNECTION_AGE``
+        seconds (GOAWAY; calls in flight get the body timeout to finish), so a stalled call
+        is dropped within ``MAX_CONNECTION_AGE`` + body timeout."""
+        header_timeout, body_timeout = timeouts
         interceptors = [GrpcAuth(credentials)] if credentials and credentials.enabled else []
         self._server = grpc.aio.server(
             interceptors=interceptors,
@@ -90,6 +99,9 @@ class GrpcReceiver:
                 # gRPC sets SO_REUSEPORT by default: a second bridge on a taken port would
                 # share it silently. Only worker processes share on purpose.
                 ("grpc.so_reuseport", int(reuse_port)),
+                ("grpc.server_handshake_timeout_ms", int(header_timeout * 1000)),
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE * 1000),
+                ("grpc.max_connection_age_grace_ms", int(body_timeout * 1000)),
             ],
         )
         self._server.add_generic_rpc_handlers((

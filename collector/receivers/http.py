@@ -18,7 +18,8 @@ from collector.errors import BridgeError, Kind, PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.model import Encoding, Signal
 from collector.receivers.auth import http_middleware
-from collector.receivers.body import read_body
+from collector.receivers.body import DEFAULT_TIMEOUTS, Timeouts, read_body
+from collector.receivers.requestlog import server_logger
 from collector.receivers.status import (
     PROTOBUF_TYPES,
     Retryable,
@@ -58,11 +59,13 @@ class HttpRoutes:
         ready: Readiness,
         max_body_bytes: int,
         retryable: Retryable = uncounted,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
         self._ingest = ingest
         self._ready = ready
         self._max_bytes = max_body_bytes
         self._retryable = retryable
+        self._timeouts = timeouts
 
     async def traces(self, request: web.Request) -> web.Response:
         return await self._export(request, Signal.TRACES, _otlp_encoding)
@@ -82,14 +85,18 @@ class HttpRoutes:
         self, request: web.Request, signal: Signal, encoding_of: Callable[[web.Request], Encoding]
     ) -> web.Response:
         encoding = Encoding.JSON
-        try:
-            encoding = encoding_of(request)
-            body = await read_body(request, self._max_bytes)
-            answer = await self._ingest.export(signal, encoding, body)
-        except BridgeError as error:
-            if isinstance(error, RetryableError):
-                self._retryable("http")
-            return error_response(encoding, error)
+        with self._ingest.inflight.request() as held:
+            try:
+                encoding = encoding_of(request)
+                body = await read_body(request, self._max_bytes, held, self._timeouts)
+                answer = await self._ingest.export(signal, encoding, body, held)
+            except BridgeError as error:
+                if isinstance(error, RetryableError):
+                    self._retryable("http")
+                response = error_response(encoding, error)
+                if error.kind is Kind.TIMEOUT:
+                    response.force_close()  # the rest of the body is not waited for
+                return response
         if encoding is Encoding.PROTOBUF:
             return web.Response(body=answer, content_type=encoding)
         return web.Response(body=answer, content_type=encoding, charset="utf-8")
@@ -110,9 +117,10 @@ def build_app(
     max_body_bytes: int,
     credentials: Credentials | None = None,
     retryable: Retryable = uncounted,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> web.Application:
     """The routes; ``retryable`` counts every retryable answer (self-telemetry)."""
-    routes = HttpRoutes(ingest, ready, max_body_bytes, retryable)
+    routes = HttpRoutes(ingest, ready, max_body_bytes, retryable, timeouts)
     middlewares = [http_middleware(credentials)] if credentials and credentials.enabled else []
     # client_max_size bounds the body as sent; read_body bounds it again once inflated.
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
@@ -133,11 +141,19 @@ class HttpReceiver:
         port: int,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        header_timeout: float = 10.0,
     ) -> None:
+        """``header_timeout``: seconds a connection may take to send a request's headers,
+        from its start or its previous answer (aiohttp's keep-alive timeout: it closes a
+        connection whose next request has not arrived whole by then, idle or half sent)."""
         # auto_decompress off: read_body inflates within the size cap (see receivers.body).
+        # logger: malformed requests log one masked line each (see receivers.requestlog).
+        # lingering_time: after refusing a body unread (408, 413), read and drop the rest
+        # for at most a second before closing (aiohttp's default: 10 s per connection).
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, auto_decompress=False
-        )
+            app, access_log=None, handle_signals=False, auto_decompress=False,
+            keepalive_timeout=header_timeout, logger=server_logger(), lingering_time=1.0,
+        )  # fmt: skip
         self._ssl = ssl_context
         self._host = host
         self._requested_port = port

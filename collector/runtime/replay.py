@@ -77,9 +77,9 @@ async def _ingest(ingest: Ingest, commit: Commit, stored: rejects.Stored) -> tup
     signal = SIGNALS[stored.source]
     items: Iterable[Any]
     if signal is Signal.TRACES:
-        items = wire.spans(Encoding.JSON, body, ingest.mapper.wanted)
+        items = wire.spans(Encoding.JSON, body, ingest.mapper.wanted, ingest.limits.max_items)
     elif signal is Signal.METRICS:
-        items = wire.points(Encoding.JSON, body, ingest.metric_names)
+        items = wire.points(Encoding.JSON, body, ingest.metric_names, ingest.limits.max_items)
     else:
         items = doc if isinstance(doc, list) else [doc]
     work = await ingest.map(signal, items)

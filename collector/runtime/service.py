@@ -18,6 +18,7 @@ from collector.aggregation.rules import Estimation
 from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
 from collector.credentials import Credentials
+from collector.inflight import InFlight
 from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
@@ -26,6 +27,7 @@ from collector.mapping.points import MetricRules
 from collector.mapping.producers import merged
 from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
+from collector.receivers.body import Timeouts
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.receivers.status import uncounted
@@ -94,7 +96,7 @@ def metrics_export(
     export = MetricsExport(config)
     listeners.append(UsageMetrics(export.meter, config.labels, config.label_limits,
                                   config.label_limit, config.overflow_value,
-                                  currency))  # fmt: skip
+                                  currency, config.max_series))  # fmt: skip
     return export
 
 
@@ -209,6 +211,8 @@ class Service:
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=lim.settings(),
             on_ignored=self._ignored,
+            inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items,
+                              config.commit.retry_after),
         )
         r = config.receivers
         a = config.auth
@@ -222,12 +226,14 @@ class Service:
         self.grpc = GrpcReceiver(
             self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port, credentials,
             tls.grpc_credentials(cert, key) if cert is not None and key is not None else None,
-            retryable,
+            retryable, (r.header_timeout, r.body_timeout),
         )  # fmt: skip
-        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials, retryable)
+        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials, retryable,
+                        Timeouts(r.idle_timeout, r.body_timeout))  # fmt: skip
         self.http = HttpReceiver(
             app, r.host, r.http_port, reuse_port,
             tls.server_context(cert, key) if cert is not None and key is not None else None,
+            r.header_timeout,
         )  # fmt: skip
         self._stopped = False
         self._summaries: asyncio.Task[None] | None = None

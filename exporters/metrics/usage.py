@@ -20,6 +20,14 @@ Labels are chosen by name (``LABELS``); each label keeps at most ``limit`` disti
 maps any further value to the overflow value, so a flood of user ids cannot grow the series
 without bound. Example with ``user`` capped at 2: users a, b, c -> series a, b, __overflow__;
 the totals stay exact, only the attribution of c is folded.
+
+Label caps alone still let combinations multiply (1000 models x 1000 users x 1000 keys), so
+the counters also share one series budget: each label combination is one series in each of
+the six counters, and once ``max_series`` series exist a new combination is folded into the
+one combination whose every label is the overflow value. Example with ``max_series`` 18
+(three combinations, one of them kept for the overflow): (m1, u1), (m2, u2) keep theirs;
+(m3, u3) and (m1, u2) add to (__overflow__, __overflow__). Totals over all series stay
+exact, and the scrape stays bounded (10,000 series with six labels: about 1.4 MB).
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ from collector.model import Committed, UsageReport
 from exporters.metrics import names
 
 OVERFLOW = "__overflow__"
+COUNTERS = 6
+"""Counters with one series per label combination: input, output and cached tokens,
+requests, cost and unpriced requests."""
+DEFAULT_MAX_SERIES = 10_000
 
 
 def _provider(report: UsageReport) -> str:
@@ -97,6 +109,7 @@ class UsageMetrics:
         default_limit: int = 1000,
         overflow: str = OVERFLOW,
         currency: str = "USD",
+        max_series: int = DEFAULT_MAX_SERIES,
     ) -> None:
         unknown = set(labels) - set(LABELS)
         if unknown:
@@ -106,6 +119,8 @@ class UsageMetrics:
         self._columns = [
             (LabelCap(limits.get(name, default_limit), overflow), LABELS[name]) for name in labels
         ]
+        self._overflow: Key = tuple(overflow for _ in labels)
+        self._max_keys = max(1, max_series // COUNTERS)
         self._totals: dict[Key, list[int]] = {}
         self._costs: dict[Key, list[int | None]] = {}
         """Per key: cost in pico-units and unpriced requests, None until one was seen."""
@@ -131,6 +146,9 @@ class UsageMetrics:
             for n, report in enumerate(committed.reports):
                 key = tuple(cap(value(report)) for cap, value in self._columns)
                 row = self._totals.get(key)
+                if row is None and len(self._totals) >= self._max_keys - 1:
+                    key = self._overflow  # the series budget is spent
+                    row = self._totals.get(key)
                 if row is None:
                     row = self._totals[key] = [0, 0, 0, 0]
                     self._attributes[key] = dict(zip(self._labels, key, strict=True))

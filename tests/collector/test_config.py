@@ -27,9 +27,12 @@ def test_set_commit_settings_win_over_the_engine_default() -> None:
 
 
 def test_limits_come_from_the_limits_section() -> None:
-    assert Config().limits.settings() == Limits(100_000, 256, 4096, 10**12)
-    custom = LimitsConfig(max_items=50, max_attributes=8, max_value_length=300, max_count=99)
-    assert custom.settings() == Limits(50, 8, 300, 99)
+    # timestamps from 2000-01-01T00:00Z to a day ahead of the clock, in UnixMilli
+    assert Config().limits.settings() == Limits(2_000_000, 256, 4096, 10**12,
+                                                946_684_800_000, 86_400_000)  # fmt: skip
+    custom = LimitsConfig(max_items=50, max_attributes=8, max_value_length=300, max_count=99,
+                          earliest="2020-01-01", max_ahead=60)  # fmt: skip
+    assert custom.settings() == Limits(50, 8, 300, 99, 1_577_836_800_000, 60_000)
 
 
 def test_gpustack_layout_refuses_a_yaml_catalog_and_unknown_layouts() -> None:

@@ -16,6 +16,7 @@ def test_every_kind_has_a_status_and_a_grpc_code_of_the_same_name() -> None:
         Kind.TOO_LARGE: (413, 8),
         Kind.UNSUPPORTED_MEDIA: (415, 3),
         Kind.UNAUTHENTICATED: (401, 16),
+        Kind.TIMEOUT: (408, 4),
         Kind.UNAVAILABLE: (503, 14),
     }
     # The number an HTTP body carries is the code the gRPC transport answers.

@@ -154,7 +154,7 @@ async def test_values_that_used_to_poison_the_commit_are_rejected_alone(
                    endTimeUnixNano=str(2**64 - 1)),
     ]  # fmt: skip
     status, answer = await _post(server, "/v1/traces", _traces(*spans))
-    assert (status, answer["partialSuccess"]["rejectedSpans"]) == (200, "7")
+    assert (status, answer["partialSuccess"]["rejectedSpans"]) == (200, "8")
     assert "not valid Unicode text" in answer["partialSuccess"]["errorMessage"]
 
     def point(value: str, time_ns: int, temporality: int) -> dict[str, Any]:
@@ -179,11 +179,15 @@ async def test_values_that_used_to_poison_the_commit_are_rejected_alone(
 
     rows = await query(database_url, "SELECT model_name, prompt_token_count, request_count, "
                        "date FROM model_usages ORDER BY model_name, date")  # fmt: skip
-    # the span ending at 2**64-1 ns is storable: it lands on its day in 2554
+    # the span ending at 2**64-1 ns (2554-07-21) is outside the plausible window: rejected
     assert [(*row[:3], str(row[3])[:4]) for row in rows] == [
         ("gw", 9, 1, str(datetime.now(UTC).year)), ("ok", 12, 1, "2023"),
-        ("ok", 1, 1, "2554"), ("pt", 4, 0, "2023")]  # fmt: skip
-    assert await query(database_url, "SELECT COUNT(*) FROM usage_rejects") == [(16,)]
+        ("pt", 4, 0, "2023")]  # fmt: skip
+    assert await query(database_url, "SELECT COUNT(*) FROM usage_rejects") == [(17,)]
+    [(reason,)] = await query(database_url, "SELECT reason FROM usage_rejects "
+                              "WHERE reason LIKE 'completed_at: 2554%'")  # fmt: skip
+    assert reason.startswith("completed_at: 2554-07-21T23:34:33Z outside the plausible window "
+                             "2000-01-01T00:00:00Z .. ")  # fmt: skip
     assert "Traceback" not in server.log()
 
 

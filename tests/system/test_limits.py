@@ -23,7 +23,7 @@ from tests.support import Server, query
 MAX_BODY = 1 << 20
 CONFIG = {
     "receivers": {"max_body_bytes": MAX_BODY},
-    "limits": {"max_items": 50, "max_attributes": 16, "max_value_length": 300},
+    "limits": {"max_items": 400, "max_attributes": 16, "max_value_length": 300},
     "commit": {"flush_interval": 0.01},
 }
 TRACE = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -124,7 +124,7 @@ async def test_malformed_bodies_are_400_with_a_reason(server: Server) -> None:
         ("/v1/traces", b"{not json", {}, "malformed JSON"),
         ("/v1/traces", b'{"resourceSpans": {}}', {}, "malformed OTLP/JSON"),
         ("/v1/metrics", b'{"resourceMetrics": [1]}', {}, "malformed OTLP/JSON"),
-        ("/v2/usage/gateway-metrics", b"[" * 5000, {}, "malformed JSON"),
+        ("/v2/usage/gateway-metrics", b"[" * 300, {}, "malformed JSON"),
         ("/v1/traces", gzip.compress(b"{}")[:-4], {"Content_Encoding": "gzip"},
          "malformed compressed body"),
         ("/v1/traces", b"not gzip", {"Content_Encoding": "gzip"}, "malformed compressed body"),
@@ -158,26 +158,31 @@ async def test_unsupported_content_type_and_encoding_are_415(server: Server) -> 
 
 
 async def test_too_many_items_refuse_the_request_on_both_transports(server: Server) -> None:
-    body = json.dumps(_traces(*[_span("items-over", i) for i in range(51)])).encode()
+    # Every element counts, before parsing: in JSON every object and array (6 per span of
+    # two attributes, 6 around them), in protobuf every span, attribute and value (5 per
+    # span, 2 around them).
+    body = json.dumps(_traces(*[_span("items-over", i) for i in range(66)])).encode()
     status, answer = await _post(server, "/v1/traces", body)
     # The HTTP body's google.rpc code is the gRPC status below: RESOURCE_EXHAUSTED (8).
-    assert (status, answer) == (413, {"code": 8, "message": "more than 50 items in one request"})
-    gateway = [{"model": "items-over", "input_token": 1, "request_id": str(i)} for i in range(51)]
+    assert (status, answer) == (413, {"code": 8, "message": "more than 400 items in one request"})
+    gateway = [{"model": "items-over", "input_token": 1, "request_id": str(i)} for i in range(400)]
     status, _ = await _post(server, "/v2/usage/gateway-metrics", json.dumps(gateway).encode())
     assert status == 413
     request = tpb.ExportTraceServiceRequest()
     scope = request.resource_spans.add().scope_spans.add()
-    for i in range(51):
+    for i in range(80):
         span = scope.spans.add(trace_id=b"\1" * 16, span_id=i.to_bytes(8, "big"), name="chat")
         span.attributes.add(key="gen_ai.request.model").value.string_value = "items-over"
         span.attributes.add(key="gen_ai.usage.input_tokens").value.int_value = 1
     async with grpc.aio.insecure_channel(server.grpc) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await tgrpc.TraceServiceStub(channel).Export(request, timeout=10)
-    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    body = json.dumps(_traces(*[_span("items-fifty", i) for i in range(50)])).encode()
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        del scope.spans[79]
+        assert not (await tgrpc.TraceServiceStub(channel).Export(request, timeout=10)).ListFields()
+    body = json.dumps(_traces(*[_span("items-under", i) for i in range(65)])).encode()
     assert (await _post(server, "/v1/traces", body))[0] == 200
-    assert await _models(server, "items-") == [("items-fifty", 250, 50)]
+    assert await _models(server, "items-") == [("items-over", 79, 79), ("items-under", 325, 65)]
 
 
 async def test_attribute_bounds_reject_the_item_not_the_request(server: Server) -> None:

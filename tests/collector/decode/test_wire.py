@@ -15,26 +15,29 @@ from collector.errors import Kind, PermanentError
 from collector.model import Encoding, IngestResult, Signal
 
 WANTED = frozenset({"gen_ai.request.model"})
+MAX_ITEMS = 1000
 
 
 def test_unreadable_bodies_are_permanent_errors_with_the_reason() -> None:
     with pytest.raises(PermanentError, match=r"^malformed protobuf: ") as protobuf:
-        list(wire.spans(Encoding.PROTOBUF, b"\xff\xff\xff", WANTED))
+        list(wire.spans(Encoding.PROTOBUF, b"\xff\xff\xff", WANTED, MAX_ITEMS))
     with pytest.raises(PermanentError, match=r"^malformed JSON: ") as text:
-        wire.gateway(b"{not json")
+        wire.gateway(b"{not json", MAX_ITEMS)
     with pytest.raises(PermanentError) as structure:  # raised while the items are walked
-        list(wire.spans(Encoding.JSON, b'{"resourceSpans": {"not": "a list"}}', WANTED))
+        list(wire.spans(Encoding.JSON, b'{"resourceSpans": {"not": "a list"}}', WANTED,
+                        MAX_ITEMS))  # fmt: skip
     assert structure.value.message == (
         "malformed OTLP/JSON: resourceSpans: expected an array, got dict")
     assert {protobuf.value.kind, text.value.kind, structure.value.kind} == {Kind.INVALID}
 
 
 def test_a_gateway_push_is_one_object_or_a_list() -> None:
-    assert wire.gateway(b'{"model": "m"}') == [{"model": "m"}]
-    assert wire.gateway(b'[{"model": "a"}, {"model": "b"}]') == [{"model": "a"}, {"model": "b"}]
+    assert wire.gateway(b'{"model": "m"}', MAX_ITEMS) == [{"model": "m"}]
+    assert wire.gateway(b'[{"model": "a"}, {"model": "b"}]', MAX_ITEMS) == [
+        {"model": "a"}, {"model": "b"}]  # fmt: skip
     for body in (b'"m"', b"5", b"null", b'[{"model": "a"}, 3]'):
         with pytest.raises(PermanentError, match="expected a JSON object or a list of objects"):
-            wire.gateway(body)
+            wire.gateway(body, MAX_ITEMS)
 
 
 def test_points_of_metrics_not_read_are_counted_not_decoded() -> None:
@@ -49,14 +52,14 @@ def test_points_of_metrics_not_read_are_counted_not_decoded() -> None:
     doc = json.dumps(json_format.MessageToDict(request)).encode()
     names = frozenset({"gen_ai.client.token.usage"})
     for encoding, data in ((Encoding.PROTOBUF, body), (Encoding.JSON, doc)):
-        items = list(wire.points(encoding, data, names))
+        items = list(wire.points(encoding, data, names, MAX_ITEMS))
         assert sum(i.count for i in items if isinstance(i, Unread)) == 3, encoding
         assert not [i for i in items if not isinstance(i, Unread)]
 
 
 def test_log_records_are_counted() -> None:
     doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{}, {}]}, {"logRecords": [{}]}]}]}
-    items = list(wire.logs(Encoding.JSON, json.dumps(doc).encode()))
+    items = list(wire.logs(Encoding.JSON, json.dumps(doc).encode(), MAX_ITEMS))
     assert sum(i.count for i in items) == 3
 
 
