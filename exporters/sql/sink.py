@@ -59,7 +59,9 @@ class SqlSink:
         self.engine = engine
         self._max_reject_rows = max_reject_rows
         self._rows = RowBuilder(tz, extra_dimensions)
-        self._stage = staging.Stage(schema.model_usage_details, DETAIL_COLUMNS, "dedup_key")
+        self._stage = staging.Stage(
+            schema.model_usage_details, DETAIL_COLUMNS, "dedup_key", schema.DETAILS_UNIQUE
+        )
         self._clock = clock
         self._insert = upsert_builder(engine.dialect.name)
 

@@ -6,8 +6,10 @@ into a temporary table of the same column types, plus the ``rollup_key`` each ro
 under (PostgreSQL: binary ``COPY`` through asyncpg; SQLite: one ``executemany``). Then, in the
 caller's transaction:
 
-1. ``INSERT ... SELECT ... ORDER BY dedup_key ON CONFLICT DO NOTHING RETURNING dedup_key``
-   writes the audit rows not seen before; the rows that conflicted are dropped from the stage;
+1. ``INSERT ... SELECT ... ORDER BY dedup_key ON CONFLICT (<unique key>) DO NOTHING
+   RETURNING dedup_key`` writes the audit rows not seen before (the unique key is
+   ``(dedup_key, date)`` on PostgreSQL's partitioned table, ``dedup_key`` on SQLite); the
+   rows that conflicted are dropped from the stage;
 2. ``INSERT INTO model_usages SELECT ... GROUP BY rollup_key ORDER BY rollup_key ON CONFLICT
    DO UPDATE SET n = n + excluded.n`` adds what is left to the rollups. The database sums, so
    the bridge's one Python core only builds audit rows; non-summed fields come from the
@@ -19,7 +21,7 @@ emptied at commit on PostgreSQL (``ON COMMIT DELETE ROWS``) and explicitly on SQ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,10 +39,19 @@ def _quoted(names: Iterable[str]) -> str:
 class Stage:
     """This connection's staging table for ``table``: its columns, then ``rollup_key``."""
 
-    def __init__(self, table: Table, columns: Sequence[str], key: str) -> None:
+    def __init__(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        key: str,
+        unique: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """``unique``: per dialect, the columns of the unique key the insert conflicts on
+        (default: ``key`` alone)."""
         self.table = table
         self.columns = tuple(columns)
         self.key = key
+        self.unique = dict(unique or {})
         self.name = f"tb_stage_{table.name}_rollup"
 
     async def load(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -78,9 +89,10 @@ class Stage:
         keys of the rows inserted. ``staged``: the keys of the rows loaded."""
         cols = _quoted(self.columns)
         key = self.key
+        target = _quoted(self.unique.get(conn.dialect.name, (key,)))
         result = await conn.exec_driver_sql(
             f"INSERT INTO {self.table.name} ({cols}) SELECT {cols} FROM {self.name} WHERE true "
-            f'ORDER BY "{key}" ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
+            f'ORDER BY "{key}" ON CONFLICT ({target}) DO NOTHING RETURNING "{key}"'
         )
         inserted = {row[0] for row in result}
         if len(inserted) < len(staged):  # resent rows: only what is new is summed
