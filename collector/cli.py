@@ -1,4 +1,4 @@
-"""``tokenbridge``: serve, migrate, report."""
+"""``tokenbridge``: serve, migrate, report, prune, archive."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from collector import config as config_module
@@ -18,6 +18,7 @@ from collector.config import Config, ConfigError
 from collector.tools import demo, loadgen
 
 EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports")
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
+    migrate.add_argument("--accept-timezone-change", action="store_true",
+                         help="record a changed aggregation.timezone (see README, Retention)")
+    prune = commands.add_parser("prune", help="remove audit rows, rejects and stream state "
+                                "past the retention horizons (rollups are kept)")
+    _common(prune)
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    archive = commands.add_parser("archive", help="load an archive written by prune back")
+    _common(archive)
+    archive.add_argument("--restore", metavar="FILE", required=True,
+                         help="a .csv.gz archive of model_usage_details")
     report = commands.add_parser("report", help="usage by key columns over a date range")
     _common(report)
     report.add_argument("--from", dest="start", type=date.fromisoformat, help="first day")
@@ -87,16 +98,57 @@ async def _serve(config: Config) -> None:
     await serve_until_signalled(Service(config), ready)
 
 
-async def _migrate(config: Config) -> None:
+async def _migrate(config: Config, accept_timezone_change: bool) -> None:
+    from collector.runtime.service import retention_policy
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
+    from exporters.sql.retention import Pruner
+    from exporters.sql.settings import check_timezone
 
     engine = create_engine(config.database.url)
     try:
         await migrate.upgrade(engine)
-        print(f"database at revision {await migrate.current(engine)}")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        await check_timezone(engine, config.aggregation.timezone, now, accept_timezone_change)
+        created = await Pruner(engine, retention_policy(config)).ensure_ahead()
+        print(f"database at revision {await migrate.current(engine)}"
+              + (f"; created partitions {', '.join(created)}" if created else ""))
     finally:
         await engine.dispose()
+
+
+async def _prune(config: Config, dry_run: bool) -> None:
+    from collector.runtime.service import retention_policy
+    from exporters.sql.engine import create_engine
+    from exporters.sql.retention import Pruner
+
+    engine = create_engine(config.database.url)
+    try:
+        removed = await Pruner(engine, retention_policy(config)).run(dry_run)
+    finally:
+        await engine.dispose()
+    if removed is None:
+        print("another replica is pruning now; nothing done")
+        return
+    verb = "would remove" if dry_run else "removed"
+    for item in removed:
+        print(f"{verb} {item}")
+    print(f"{verb} {sum(item.rows for item in removed)} rows in all")
+
+
+async def _restore(config: Config, path: str) -> None:
+    from pathlib import Path
+
+    from exporters.sql import archive
+    from exporters.sql.engine import create_engine
+
+    engine = create_engine(config.database.url)
+    try:
+        read, inserted = await archive.restore(engine, Path(path), config.retention.partition)
+    finally:
+        await engine.dispose()
+    print(f"restored {path}: {read} rows read, {inserted} inserted, "
+          f"{read - inserted} already present")
 
 
 async def _report(config: Config, args: argparse.Namespace) -> None:
@@ -146,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         if args.command == "serve" and args.workers > 1:
             from collector.runtime.workers import serve
@@ -154,13 +208,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             asyncio.run(_serve(config))
         elif args.command == "migrate":
-            asyncio.run(_migrate(config))
+            asyncio.run(_migrate(config, args.accept_timezone_change))
+        elif args.command == "prune":
+            asyncio.run(_prune(config, args.dry_run))
+        elif args.command == "archive":
+            asyncio.run(_restore(config, args.restore))
         else:
             asyncio.run(_report(config, args))
     except ValueError as error:
         print(f"tokenbridge: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except (OSError, SQLAlchemyError) as error:
+        print(f"tokenbridge: database unavailable or failing: {_first_line(error)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_RUNTIME
     return 0
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 if __name__ == "__main__":

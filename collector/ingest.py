@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from collector.aggregation.rules import Estimation, estimate
+from collector.aggregation.horizon import Horizon
+from collector.aggregation.rules import Estimation, estimate, usage_instant_ms
 from collector.commit import GroupCommit, Work
 from collector.decode.items import PointItem, SpanItem
 from collector.decode.json import Malformed
@@ -65,8 +66,12 @@ class Ingest:
         clock: Callable[[], float] = time.time,
         catalog: Catalog | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        horizon: Horizon | None = None,
     ) -> None:
+        """``horizon``: reports dated before the retention horizon are rejected (``older than
+        retention``) here, so the sender sees it; the sink checks again at commit."""
         self.mapper = mapper
+        self._horizon = horizon
         self.metric_rules = metric_rules
         self.metric_names = metric_rules.names
         self._estimation = estimation
@@ -82,6 +87,7 @@ class Ingest:
 
     async def spans(self, items: Iterable[SpanItem]) -> IngestResult:
         now = int(self._clock() * 1000)
+        earliest = self._earliest(now)
         work = Work()
         limits = self._limits
         for seen, span in enumerate(_structural(items, limits.max_items), 1):
@@ -94,6 +100,7 @@ class Ingest:
                 report = self._catalogued(span_report(span, self.mapper, now))
                 if report is not None:
                     report = check_report(estimate(report, self._estimation), limits)
+                    self._check_age(usage_instant_ms(report), earliest, now)
             except BadValue as exc:
                 work.rejects.append(_reject(Source.SPAN, exc, span, now))
                 continue
@@ -103,6 +110,7 @@ class Ingest:
 
     async def points(self, items: Iterable[PointItem]) -> IngestResult:
         now = int(self._clock() * 1000)
+        earliest = self._earliest(now)
         work = Work()
         limits = self._limits
         for seen, point in enumerate(_structural(items, limits.max_items), 1):
@@ -117,6 +125,8 @@ class Ingest:
                     template = self._catalog.apply(sample.template)
                     sample = dataclasses.replace(sample, template=template)
                 report = None
+                if sample is not None:
+                    self._check_age(sample.time_ns // 1_000_000, earliest, now)
                 if sample is not None and not sample.cumulative:
                     report = check_report(sample.report(sample.value, sample.count), limits)
             except BadValue as exc:
@@ -133,6 +143,7 @@ class Ingest:
 
     async def gateway(self, items: list[Any]) -> IngestResult:
         now = int(self._clock() * 1000)
+        earliest = self._earliest(now)
         work = Work()
         limits = self._limits
         for seen, item in enumerate(bounded(items, limits.max_items), 1):
@@ -144,6 +155,7 @@ class Ingest:
                 report = self._catalogued(gateway_report(item, self.mapper, now))
                 if report is not None:
                     report = check_report(estimate(report, self._estimation), limits)
+                    self._check_age(usage_instant_ms(report), earliest, now)
             except BadValue as exc:
                 work.rejects.append(_reject(Source.GATEWAY, exc, item, now))
                 continue
@@ -160,6 +172,15 @@ class Ingest:
         if report is None or self._catalog is None:
             return report
         return self._catalog.apply(report)
+
+    def _earliest(self, now_ms: int) -> int:
+        """UnixMilli of the horizon, once per request (-1: no horizon)."""
+        return -1 if self._horizon is None else self._horizon.earliest_ms(now_ms)
+
+    def _check_age(self, instant_ms: int, earliest: int, now_ms: int) -> None:
+        """``BadValue`` when ``instant_ms`` is before the retention horizon ``earliest``."""
+        if instant_ms < earliest and self._horizon is not None:
+            raise BadValue(self._horizon.reason(instant_ms, now_ms))
 
     def _counts(self, point: PointItem) -> bool:
         return point.metric in self.metric_rules.custom or self._sources.genai_metrics

@@ -27,6 +27,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+FIXTURE_RETENTION_DAYS = 36_500
+
+
 class Server:
     """``python -m collector serve`` (the ``tokenbridge`` entry point) on free loopback ports."""
 
@@ -38,7 +41,11 @@ class Server:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.config_path = workdir / f"tokenbridge-{self.http_port}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config or {}))
+        config = dict(config or {})
+        # Fixtures are fixed instants of 2023: keep them inside the retention horizon unless
+        # a test sets its own.
+        config.setdefault("retention", {"details_days": FIXTURE_RETENTION_DAYS})
+        self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None

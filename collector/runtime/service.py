@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from collector.aggregation.rules import Estimation
@@ -36,6 +37,8 @@ from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
+from exporters.sql.retention import Policy, Pruner
+from exporters.sql.settings import check_timezone
 from exporters.sql.sink import SqlSink
 
 logger = logging.getLogger(__name__)
@@ -119,8 +122,10 @@ class Service:
                                     command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
         lim = config.limits
+        self.pruner = Pruner(self.engine, retention_policy(config))
+        horizon = self.pruner.horizon
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
-                            max_reject_rows=lim.max_reject_rows)  # fmt: skip
+                            max_reject_rows=lim.max_reject_rows, horizon=horizon)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
@@ -140,6 +145,7 @@ class Service:
         # is picked up by the first check, not missed.
         self._watcher: CatalogWatcher | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._retaining: asyncio.Task[None] | None = None
         if config.catalog is not None and config.catalog.reload_interval > 0:
             self._watcher = CatalogWatcher(config.catalog.path,
                                            lambda catalog: self.ingest.use_catalog(catalog))
@@ -151,6 +157,7 @@ class Service:
             Sources(s.spans, s.genai_metrics, s.gateway),
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=Limits(lim.max_items, lim.max_attributes, lim.max_value_length, lim.max_count),
+            horizon=horizon,
         )
         r = config.receivers
         a = config.auth
@@ -189,6 +196,11 @@ class Service:
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
+        await check_timezone(self.engine, self.config.aggregation.timezone, _utcnow())
+        try:
+            await self.pruner.ensure_ahead()
+        except Exception as error:  # the DEFAULT partition takes the rows meanwhile
+            logger.warning("retention: partitions ahead not created: %s", error)
         if self.metrics is not None:
             self.metrics.start()
         if self.telemetry is not None:
@@ -197,6 +209,10 @@ class Service:
         if self._watcher is not None and self.config.catalog is not None:
             interval = self.config.catalog.reload_interval
             self._watching = asyncio.create_task(self._watcher.run(interval))
+        if self.config.retention.interval > 0:
+            self._retaining = asyncio.create_task(
+                retain(self.pruner, self.config.retention.interval), name="tokenbridge-retention"
+            )
         await self.http.start()
         await self.grpc.start()
 
@@ -207,10 +223,11 @@ class Service:
         self._stopped = True
         await self.grpc.shutdown()
         await self.http.shutdown()
-        if self._watching is not None:
-            self._watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watching
+        for task in (self._watching, self._retaining):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.commit.shutdown()
         if self.telemetry is not None:
             self.telemetry.shutdown()
@@ -227,6 +244,28 @@ class Service:
             time.monotonic() - t.started, t.committed, t.duplicates, t.rejects,
             t.transactions, self.commit.pending,
         )  # fmt: skip
+
+
+def retention_policy(config: Config) -> Policy:
+    r = config.retention
+    return Policy(r.details_days, r.rejects_days, r.partition, r.partitions_ahead, r.archive_dir,
+                  r.batch_rows, ZoneInfo(config.aggregation.timezone))  # fmt: skip
+
+
+async def retain(pruner: Pruner, interval: float) -> None:
+    """Every ``interval`` seconds from start: partitions ahead, then a prune run (skipped
+    while another replica prunes). A failed run is logged and tried again next time."""
+    while True:
+        try:
+            await pruner.ensure_ahead()
+            await pruner.run()
+        except Exception as error:
+            logger.warning("retention run failed, kept everything it had not removed: %s", error)
+        await asyncio.sleep(interval)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 async def serve_until_signalled(service: Service, ready: Callable[[Service], None]) -> None:

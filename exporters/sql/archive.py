@@ -41,7 +41,7 @@ COLUMNS = tuple(c.name for c in schema.model_usage_details.c)
 BATCH = 2000
 
 
-class ArchiveError(Exception):
+class ArchiveError(ValueError):
     """An archive that could not be written or does not match the database."""
 
 

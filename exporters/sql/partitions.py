@@ -99,11 +99,8 @@ def ensure(conn: Connection, first: date, last: date, period: Period) -> list[st
     into the new partition in the same transaction. The names created."""
     if not is_partitioned(conn):
         return []
+    created = ensure_default(conn)
     parts = existing(conn)
-    created: list[str] = []
-    if not any(p.start is None for p in parts):
-        conn.execute(text(f"CREATE TABLE {DEFAULT} PARTITION OF {PARENT} DEFAULT"))
-        created.append(DEFAULT)
     ranges = [(p.start, p.end) for p in parts if p.start is not None and p.end is not None]
     for part in wanted(first, last, period):
         for gap in _gaps(part, ranges):
@@ -112,6 +109,14 @@ def ensure(conn: Connection, first: date, last: date, period: Period) -> list[st
             ranges.append((gap.start, gap.end))
             created.append(gap.name)
     return created
+
+
+def ensure_default(conn: Connection) -> list[str]:
+    """Create the DEFAULT partition unless there is one; the names created."""
+    if any(p.start is None for p in existing(conn)):
+        return []
+    conn.execute(text(f"CREATE TABLE {DEFAULT} PARTITION OF {PARENT} DEFAULT"))
+    return [DEFAULT]
 
 
 def _gaps(part: Partition, ranges: list[tuple[date, date]]) -> list[Partition]:

@@ -34,6 +34,8 @@ from exporters.sql.rows import naive_utc
 logger = logging.getLogger(__name__)
 PRUNE_LOCK = 0x70CE_B51E
 """PostgreSQL advisory lock held by the replica that prunes."""
+ENSURE_LOCK = 0x70CE_B51F
+"""PostgreSQL advisory lock taken while creating partitions (replicas starting together)."""
 LOCK_TIMEOUT = "2s"
 DETACH_ATTEMPTS = 5
 
@@ -77,17 +79,19 @@ class Pruner:
         return datetime.fromtimestamp(self._clock(), self.policy.tz).date()
 
     async def ensure_ahead(self) -> list[str]:
-        """PostgreSQL: partitions from today to ``ahead`` periods on, and the DEFAULT one."""
+        """PostgreSQL: the partitions of today's period and of ``ahead`` more periods, and
+        the DEFAULT one."""
         if not self._postgres:
             return []
         today = self.today()
         last = today
-        for _ in range(self.policy.ahead):
+        for _ in range(self.policy.ahead + 1):
             end = partitions.period_of(last, self.policy.partition).end
             assert end is not None
             last = end
         last -= timedelta(days=1)
         async with self.engine.begin() as conn:
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({ENSURE_LOCK})"))
             await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
             created = await conn.run_sync(
                 lambda c: partitions.ensure(c, today, last, self.policy.partition)
@@ -121,7 +125,10 @@ class Pruner:
         if self._postgres and await self._partitioned():
             for part in await self._partitions():
                 if part.end is not None and part.end <= first:
-                    removed.append(await self._drop(part, dry_run))
+                    try:
+                        removed.append(await self._drop(part, dry_run))
+                    except archive.ArchiveError as error:
+                        logger.error("retention: kept %s: archive failed: %s", part.name, error)
             table = partitions.DEFAULT
         removed.extend(await self._prune_days(table, first, dry_run))
         rejects = naive_utc(now_ms) - timedelta(days=self.policy.rejects_days)
@@ -219,8 +226,12 @@ class Pruner:
             path = self._archive_path(label)
             where = src.c.date == day
             if path is not None and not dry_run:
-                async with self.engine.begin() as conn:
-                    await archive.write(conn, name, where, path, f"{day}..{day}")
+                try:
+                    async with self.engine.begin() as conn:
+                        await archive.write(conn, name, where, path, f"{day}..{day}")
+                except archive.ArchiveError as error:
+                    logger.error("retention: kept %s day %s: archive failed: %s", name, day, error)
+                    continue
             removal = await self._delete_where(src, src.c.id, where, f"day {day}", dry_run)
             removed.append(Removal(f"{name} day {day}", removal.rows, path))
         return removed

@@ -7,7 +7,9 @@ In the transaction, in this order (every step sorted by key, so replicas lock in
 3. the rows actually inserted summed by the database into the rollups: ``INSERT ... SELECT
    ... GROUP BY rollup_key ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n``
    (``exporters.sql.staging``);
-4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``).
+4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``); with a
+   retention horizon, reports and cumulative points dated before it are among them (``older
+   than retention``: their audit rows are gone, so a resend could not be told apart).
 A deadlock or serialization failure reruns the transaction; an unreachable database raises
 ``RetryableError``.
 """
@@ -25,9 +27,12 @@ from typing import TypeVar
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from collector.aggregation.horizon import REASON, Horizon
+from collector.aggregation.rules import usage_instant_ms
 from collector.commit import Committed, Work
 from collector.errors import RetryableError
-from collector.model import UsageReport
+from collector.mapping.points import PointSample
+from collector.model import Reject, Source, UsageReport
 from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
@@ -39,6 +44,7 @@ T = TypeVar("T")
 MAX_PARAMS = 30000
 """asyncpg takes at most 32767 bind parameters a statement."""
 CONFLICT_RETRIES = 8
+MAX_ITEM = 2000
 
 
 def chunks(rows: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
@@ -55,8 +61,12 @@ class SqlSink:
         extra_dimensions: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
         max_reject_rows: int = 100_000,
+        horizon: Horizon | None = None,
     ) -> None:
+        """``horizon``: the retention horizon; reports (and cumulative points) dated before
+        it are rejected, ``older than retention``, since their audit rows are gone."""
         self.engine = engine
+        self._horizon = horizon
         self._max_reject_rows = max_reject_rows
         self._rows = RowBuilder(tz, extra_dimensions)
         self._stage = staging.Stage(
@@ -73,7 +83,7 @@ class SqlSink:
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 async with self.engine.begin() as conn:
-                    reports, duplicates = await self._write(conn, work)
+                    reports, duplicates, rejected = await self._write(conn, work)
                 break
             except exc.DBAPIError as error:
                 if is_conflict(error) and attempt < CONFLICT_RETRIES:
@@ -88,22 +98,49 @@ class SqlSink:
                 raise RetryableError(f"database unavailable: {_describe(error)}") from error
         seconds = time.perf_counter() - started
         accepted = len(work.reports) + len(work.samples)
-        return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
+        return Committed(reports, duplicates, rejected, seconds, accepted)
 
-    async def _write(self, conn: AsyncConnection, work: Work) -> tuple[list[UsageReport], int]:
+    async def _write(
+        self, conn: AsyncConnection, work: Work
+    ) -> tuple[list[UsageReport], int, int]:
+        """(reports counted, duplicates skipped, rejects stored)."""
+        now_ms = int(self._clock() * 1000)
+        earliest = None if self._horizon is None else self._horizon.earliest_ms(now_ms)
         reports = list(work.reports)
+        rejected = list(work.rejects)
         if work.samples:
-            reports.extend(await streams.deltas(conn, self._insert, work.samples, self._now()))
+            earliest_ns = None if earliest is None else earliest * 1_000_000
+            found, late = await streams.deltas(
+                conn, self._insert, work.samples, self._now(), earliest_ns
+            )
+            reports.extend(found)
+            rejected.extend(self._late_sample(s, now_ms) for s in late)
+        if earliest is not None:
+            reports, late_reports = _split_late(reports, earliest)
+            rejected.extend(self._late_report(r, now_ms) for r in late_reports)
         unique = _first_by_key(reports)
         new = await self._write_details(conn, unique)
-        if work.rejects:
-            rows = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
+        if rejected:
+            rows = sorted((reject_row(r) for r in rejected), key=lambda r: r["reject_key"])
             table = schema.usage_rejects
             for chunk in chunks(rows, len(rows[0])):
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
             await rejects.prune(conn, self._max_reject_rows)
-        return new, len(reports) - len(new)
+        return new, len(reports) - len(new), len(rejected)
+
+    def _late_report(self, report: UsageReport, now_ms: int) -> Reject:
+        assert self._horizon is not None
+        reason = self._horizon.reason(usage_instant_ms(report), now_ms)
+        return Reject(report.source, reason, _item(repr(report)), now_ms)
+
+    def _late_sample(self, sample: PointSample, now_ms: int) -> Reject:
+        assert self._horizon is not None
+        reason = (f"{REASON}: the stream's state is older than "
+                  f"{self._horizon.first_day(now_ms)}, the first day kept")  # fmt: skip
+        text = (f"cumulative point start_ns={sample.start_ns} time_ns={sample.time_ns} "
+                f"value={sample.value} count={sample.count} {sample.template!r}")  # fmt: skip
+        return Reject(Source.METRIC, reason, _item(text), now_ms)
 
     async def _write_details(
         self, conn: AsyncConnection, reports: list[UsageReport]
@@ -132,6 +169,23 @@ class SqlSink:
 def _describe(error: BaseException) -> str:
     """The error's class and message (a timeout's message is empty)."""
     return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
+def _split_late(
+    reports: list[UsageReport], earliest_ms: int
+) -> tuple[list[UsageReport], list[UsageReport]]:
+    """(reports kept, reports dated before ``earliest_ms``)."""
+    late = [r for r in reports if usage_instant_ms(r) < earliest_ms]
+    if not late:
+        return reports, late
+    return [r for r in reports if usage_instant_ms(r) >= earliest_ms], late
+
+
+def _item(text: str) -> str:
+    """A bounded rendering any database stores (no lone surrogates, no NUL)."""
+    if len(text) > MAX_ITEM:
+        text = text[: MAX_ITEM - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _first_by_key(reports: list[UsageReport]) -> list[UsageReport]:

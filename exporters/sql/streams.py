@@ -25,8 +25,17 @@ MAX_KEYS = 5000
 
 
 async def deltas(
-    conn: AsyncConnection, insert: InsertBuilder, samples: Sequence[PointSample], now: datetime
-) -> list[UsageReport]:
+    conn: AsyncConnection,
+    insert: InsertBuilder,
+    samples: Sequence[PointSample],
+    now: datetime,
+    earliest_ns: int | None = None,
+) -> tuple[list[UsageReport], list[PointSample]]:
+    """(delta reports, samples older than retention). With ``earliest_ns`` (the retention
+    horizon), a sample whose stream state is older than the horizon, or that has no state
+    and a start time before it (its state pruned, or a stream first seen that long after it
+    began), cannot be told apart from usage counted before: it is returned as too old, and
+    becomes the stream's state, so the stream's next points count from it."""
     table = schema.metric_streams
     ordered = sorted(samples, key=lambda s: (s.stream_key, s.time_ns))
     keys = sorted({s.stream_key for s in ordered})
@@ -48,17 +57,25 @@ async def deltas(
         for key, time_ns, value, count in await conn.execute(query):
             state[key] = None if time_ns < 0 else StreamState(time_ns, value, count)
     reports: list[UsageReport] = []
+    late: list[PointSample] = []
     changed: dict[str, StreamState] = {}
     for sample in ordered:
-        value, count, new_state = delta(
-            state.get(sample.stream_key), sample.time_ns, sample.value, sample.count
-        )
+        before = state.get(sample.stream_key)
+        value, count, new_state = delta(before, sample.time_ns, sample.value, sample.count)
         if new_state is not None:
             state[sample.stream_key] = changed[sample.stream_key] = new_state
-        if value or count:
+        if earliest_ns is not None and _too_old(before, sample, earliest_ns):
+            late.append(sample)
+        elif value or count:
             reports.append(sample.report(value, count))
     await _store(conn, insert, changed, now)
-    return reports
+    return reports, late
+
+
+def _too_old(before: StreamState | None, sample: PointSample, earliest_ns: int) -> bool:
+    if before is None:
+        return 0 < sample.start_ns < earliest_ns or sample.time_ns < earliest_ns
+    return before.time_ns < earliest_ns
 
 
 async def _store(

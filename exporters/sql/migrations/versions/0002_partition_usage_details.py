@@ -49,11 +49,12 @@ def upgrade() -> None:
     sequence = conn.execute(text(f"SELECT pg_get_serial_sequence('{OLD}', 'id')")).scalar()
     if sequence:
         conn.execute(text(f"ALTER SEQUENCE {sequence} OWNED BY {PARENT}.id"))
-    first, last = conn.execute(
-        text(f"SELECT coalesce(min(date), current_date), coalesce(max(date), current_date) "
-             f"FROM {OLD}")
-    ).one()
-    partitions.ensure(conn, first, last, "month")
+    # Month partitions for the rows there are; ``migrate`` and ``serve`` then create the
+    # configured ones ahead of today.
+    partitions.ensure_default(conn)
+    first, last = conn.execute(text(f"SELECT min(date), max(date) FROM {OLD}")).one()
+    if first is not None:
+        partitions.ensure(conn, first, last, "month")
     _copy(conn, OLD, PARENT)
 
 
