@@ -16,7 +16,9 @@ and sums with the database's; only then is the file renamed into place. A mismat
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import gzip
 import json
 import os
@@ -51,6 +53,7 @@ class Totals:
     sums: tuple[int, ...]
 
 
+@functools.cache
 def source(name: str) -> TableClause:
     """``model_usage_details``'s columns, typed, on the table or partition ``name``."""
     return table(name, *(column(c.name, c.type) for c in schema.model_usage_details.c))
@@ -85,21 +88,21 @@ async def write(
     ``ArchiveError`` (and leaves no file at ``path``) when the file does not add up."""
     expected = await totals(conn, name, where)
     src = source(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with gzip.open(partial, "wt", newline="", encoding="utf-8") as out:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(COLUMNS)
             result = await conn.stream(select(*src.c).where(where).order_by(src.c.id))
             async for part in result.partitions(BATCH):
                 writer.writerows([[_cell(v) for v in row] for row in part])
-        found = _file_totals(partial)
+        found = read_totals(partial)
     except OSError as error:
-        partial.unlink(missing_ok=True)
+        _discard(partial)
         raise ArchiveError(f"{path}: {error}") from error
     if found != expected:
-        partial.unlink(missing_ok=True)
+        _discard(partial)
         raise ArchiveError(f"{path}: file holds {found}, database {expected}")
     os.replace(partial, path)
     manifest = {
@@ -109,6 +112,11 @@ async def write(
     }  # fmt: skip
     Path(f"{path}.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return expected
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -138,7 +146,8 @@ def _value(cell: str, kind: Any) -> Any:
     return cell[1:] if cell.startswith("\\") else cell
 
 
-def _file_totals(path: Path) -> Totals:
+def read_totals(path: Path) -> Totals:
+    """Row count and token sums of an archive file."""
     rows = 0
     sums = [0] * len(SUMMED)
     for row in _rows(path):
