@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
@@ -36,10 +36,9 @@ SUMS = {
 }
 
 
-async def usage(
-    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str]
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion."""
+def usage_query(start: date | None, end: date | None, by: Sequence[str]) -> Select[Any]:
+    """The report's statement: sums of ``model_usages`` per group of ``by`` over the days
+    ``start``..``end`` (a ``date`` range: the index on ``date`` serves it)."""
     unknown = [column for column in by if column not in GROUPABLE]
     if unknown:
         raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUPABLE)}")
@@ -54,6 +53,14 @@ async def usage(
         query = query.where(t.c.date >= start)
     if end is not None:
         query = query.where(t.c.date <= end)
+    return query
+
+
+async def usage(
+    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion."""
+    query = usage_query(start, end, by)
     async with engine.connect() as conn:
         result = await conn.execute(query)
         rows = [tuple(_plain(v) for v in row) for row in result]
