@@ -18,6 +18,10 @@ run: install  ## serve on the embedded SQLite default (./tokenbridge.db)
 test: install  ## the whole test suite (PostgreSQL tests skip when it is unreachable, fail on CI)
 	$(PY) -m pytest $(ARGS)
 
+.PHONY: bench-partitions
+bench-partitions: install  ## only the partition and prune figures of make bench
+	$(PY) -m bench.partitions $(ARGS)
+
 .PHONY: bench-replicas
 bench-replicas: install  ## only the replica table of make bench (ARGS go to bench/replicas.py)
 	$(PY) bench/replicas.py $(ARGS)
@@ -29,6 +33,7 @@ lint: install
 bench: install  ## throughput, latency and memory figures beside their references (PostgreSQL at 127.0.0.1:5432)
 	$(PY) -m bench.run $(ARGS)
 	$(PY) bench/replicas.py
+	$(PY) -m bench.partitions
 
 demo: install  ## serve on SQLite in a temp dir, send synthetic traffic, print the usage report
 	$(VENV)/bin/tokenbridge demo $(ARGS)

@@ -116,7 +116,7 @@ class SqlSink:
             reports.extend(found)
             rejected.extend(self._late_sample(s, now_ms) for s in late)
         if earliest is not None:
-            reports, late_reports = _split_late(reports, earliest)
+            reports, late_reports = split_late(reports, earliest)
             rejected.extend(self._late_report(r, now_ms) for r in late_reports)
         unique = _first_by_key(reports)
         new = await self._write_details(conn, unique)
@@ -171,7 +171,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".rstrip(": ")
 
 
-def _split_late(
+def split_late(
     reports: list[UsageReport], earliest_ms: int
 ) -> tuple[list[UsageReport], list[UsageReport]]:
     """(reports kept, reports dated before ``earliest_ms``)."""
