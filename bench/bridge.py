@@ -65,6 +65,13 @@ class Bridge:
         threading.Thread(target=self._sample, daemon=True).start()
         return self
 
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def log(self) -> str:
+        return (self.workdir / "bridge.log").read_text(errors="replace")
+
     def reset_peak(self) -> None:
         self.peak_rss_mb = 0.0
 

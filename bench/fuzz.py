@@ -6,7 +6,9 @@ calls before the commit: inflate, parse, decode, map, bound. An input may be ref
 ``PermanentError`` (the 400/413/415 path); any other exception is a crash. Prints inputs tried
 and crashes per target; exits 1 when there was a crash.
 
-    python bench/fuzz.py --examples 3000
+    python -m bench.fuzz --examples 3000
+
+``tests/test_fuzz_smoke.py`` imports this module (``bench.fuzz``) and runs it in miniature.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as a script (python bench/fuzz.py): the repository root first
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,15 +33,12 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.aggregation.rules import Estimation
-from collector.commit import Work
-from collector.decode import json as otlp_json
-from collector.decode import protobuf as pb
-from collector.decode.wire import parse
+from collector.config import LimitsConfig
 from collector.errors import PermanentError
 from collector.ingest import Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
-from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
+from collector.model import Encoding, Signal, Work
 from collector.receivers.body import inflate
 
 
@@ -48,14 +48,18 @@ class Recording:
     def __init__(self) -> None:
         self.reports = 0
 
+    def admit(self, size: int = 0) -> None:
+        """Takes everything."""
+
     async def submit(self, work: Work) -> None:
         self.reports += len(work.reports) + len(work.samples)
 
 
 def _ingest() -> Ingest:
     commit: Any = Recording()
-    return Ingest(FieldMapper(MappingRules()), MetricRules(custom_counters={"app.tokens":
-                  "input_token"}), Estimation(), commit, limits=Limits(max_items=1000))  # fmt: skip
+    rules = MetricRules(custom_counters={"app.tokens": "input_token"})
+    limits = LimitsConfig(max_items=1000).settings()
+    return Ingest(FieldMapper(MappingRules()), rules, Estimation(), commit, limits=limits)
 
 
 def _seed_traces() -> bytes:
@@ -135,36 +139,29 @@ def _json_bytes() -> st.SearchStrategy[bytes]:
 Target = Callable[[Ingest, bytes], Any]
 
 
+def _inflated(data: bytes) -> bytes:
+    """The body as the HTTP receiver reads it (gzip inflated within a cap)."""
+    return inflate(data, 31, 1 << 20) if data[:2] == b"\x1f\x8b" else data
+
+
 async def _grpc_traces(ingest: Ingest, data: bytes) -> Any:
-    request = parse(tpb.ExportTraceServiceRequest(), data)
-    return await ingest.spans(pb.spans(request, ingest.mapper.wanted))
+    return await ingest.export(Signal.TRACES, Encoding.PROTOBUF, data)
 
 
 async def _grpc_metrics(ingest: Ingest, data: bytes) -> Any:
-    request = parse(mpb.ExportMetricsServiceRequest(), data)
-    return await ingest.points(pb.points(request, ingest.metric_names))
-
-
-def _body(data: bytes) -> Any:
-    if data[:2] == b"\x1f\x8b":
-        data = inflate(data, 31, 1 << 20)
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
+    return await ingest.export(Signal.METRICS, Encoding.PROTOBUF, data)
 
 
 async def _json_traces(ingest: Ingest, data: bytes) -> Any:
-    return await ingest.spans(otlp_json.spans(_body(data), ingest.mapper.wanted))
+    return await ingest.export(Signal.TRACES, Encoding.JSON, _inflated(data))
 
 
 async def _json_metrics(ingest: Ingest, data: bytes) -> Any:
-    return await ingest.points(otlp_json.points(_body(data), ingest.metric_names))
+    return await ingest.export(Signal.METRICS, Encoding.JSON, _inflated(data))
 
 
 async def _gateway(ingest: Ingest, data: bytes) -> Any:
-    doc = _body(data)
-    return await ingest.gateway(doc if isinstance(doc, list) else [doc])
+    return await ingest.export(Signal.GATEWAY, Encoding.JSON, _inflated(data))
 
 
 TARGETS: dict[str, tuple[Target, Callable[[], st.SearchStrategy[bytes]]]] = {

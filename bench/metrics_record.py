@@ -12,9 +12,8 @@ import sys
 import time
 import urllib.request
 
-from collector.commit import Committed
 from collector.config import MetricsConfig
-from collector.model import Operation, Source, UsageReport
+from collector.model import Committed, Operation, Source, UsageReport
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 

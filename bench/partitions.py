@@ -22,8 +22,7 @@ from pathlib import Path
 from bench.common import drop_all, fresh_postgres, fresh_sqlite
 from bench.run import reports, row, table, target
 from collector.aggregation.horizon import Horizon
-from collector.commit import Work
-from collector.model import UsageReport
+from collector.model import UsageReport, Work
 from exporters.sql import migrate, partitions
 from exporters.sql.engine import create_engine
 from exporters.sql.retention import Policy, Pruner

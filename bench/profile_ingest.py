@@ -11,11 +11,9 @@ import cProfile
 import pstats
 import time
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from bench.common import drop_all, fresh_postgres, fresh_sqlite, scalar
 from collector.config import Config
-from collector.decode import protobuf as pb
+from collector.model import Encoding, Signal
 from collector.runtime.service import Service
 from collector.tools.synthetic import templates
 
@@ -28,7 +26,6 @@ async def _run(database: str, requests: int, concurrency: int) -> tuple[int, flo
     service = Service(config, [lambda c: commits.append((len(c.reports), c.seconds))])
     await service.start()
     bodies = templates("grpc", 4)
-    wanted = service.ingest.mapper.wanted
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(requests):
         queue.put_nowait(n)
@@ -36,9 +33,8 @@ async def _run(database: str, requests: int, concurrency: int) -> tuple[int, flo
     async def worker() -> None:
         while not queue.empty():
             n = queue.get_nowait()
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(bodies[n % len(bodies)].render(n))
-            await service.ingest.spans(pb.spans(request, wanted))
+            body = bodies[n % len(bodies)].render(n)
+            await service.ingest.export(Signal.TRACES, Encoding.PROTOBUF, body)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -37,7 +36,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import Server  # noqa: E402  (the repository root goes on the path first)
+from bench.bridge import Bridge  # noqa: E402  (the repository root goes on the path first)
 
 PG_URL = os.environ.get("TOKENBRIDGE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MODELS = ("qwen3-8b", "llama-3.1-70b", "deepseek-v3")
@@ -189,8 +188,7 @@ async def push(session: aiohttp.ClientSession, url: str, batch: list[Report]) ->
 
 
 async def run_tokenbridge(dsn: str, plan: Plan, unique: int) -> Row:
-    workdir = Path(tempfile.mkdtemp(prefix="tokenbridge-bench-"))
-    servers = [Server(dsn, workdir) for _ in plan]
+    servers = [Bridge(dsn) for _ in plan]
     try:
         await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
         started = time.perf_counter()

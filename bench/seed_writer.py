@@ -16,8 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
-from collector.commit import Work
-from collector.model import UsageReport
+from collector.model import UsageReport, Work
 from exporters.sql import migrate, schema
 from exporters.sql.engine import create_engine
 from exporters.sql.rows import SUMMED, detail_row, rollups

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,6 +13,7 @@ from typing import Any
 from collector import config as config_module
 from collector.config import Config, ConfigError
 from collector.tools import demo, loadgen
+from collector.tools.table import render
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -166,22 +164,6 @@ async def _report(config: Config, args: argparse.Namespace) -> None:
     finally:
         await engine.dispose()
     sys.stdout.write(render(names, rows, args.format))
-
-
-def render(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([dict(zip(names, row, strict=True)) for row in rows], indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows(rows)
-        return out.getvalue()
-    cells = [list(names), *[["" if v is None else str(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

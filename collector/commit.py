@@ -22,66 +22,27 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from collector.errors import RetryableError
-from collector.mapping.points import PointSample
-from collector.model import Reject, UsageReport
+from collector.model import BatchWriter, CommitListener, Work
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(slots=True)
-class Work:
-    """What one request hands to the commit: reports, cumulative samples and rejects."""
-
-    reports: list[UsageReport] = dataclasses.field(default_factory=list)
-    samples: list[PointSample] = dataclasses.field(default_factory=list)
-    rejects: list[Reject] = dataclasses.field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.reports) + len(self.samples) + len(self.rejects)
-
-    def extend(self, other: Work) -> None:
-        self.reports.extend(other.reports)
-        self.samples.extend(other.samples)
-        self.rejects.extend(other.rejects)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Committed:
-    """What a transaction wrote: the reports counted (new ones only) and what it skipped."""
-
-    reports: Sequence[UsageReport]
-    duplicates: int
-    rejects: int
-    seconds: float
-    accepted: int = 0
-    """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
-
-
-class BatchWriter(Protocol):
-    """The SQL sink as the pipeline sees it."""
-
-    async def write(self, work: Work) -> Committed:
-        """Write in one transaction; ``RetryableError`` when the database is unavailable."""
-
-    async def ping(self) -> bool:
-        """True when the database answers and is migrated."""
-
-
-CommitListener = Callable[[Committed], None]
 Pending = tuple[Work, "asyncio.Future[None]", float]
 """A request's work, the future its receiver awaits, and when it was queued."""
 
 
 @dataclasses.dataclass(frozen=True)
 class CommitSettings:
-    max_batch: int = 5000
-    flush_interval: float = 0.1
-    max_pending: int = 20_000
-    retry_after: float = 1.0
-    concurrency: int = 1
+    """The commit's settings, derived from ``collector.config.CommitConfig`` (which holds the
+    defaults and decides the engine-specific ones)."""
+
+    max_batch: int
+    flush_interval: float
+    max_pending: int
+    retry_after: float
+    concurrency: int
     """Transactions in flight at once: with 2, rows of the next batch are built while the
     database commits the last one (keys are locked in sorted order, so they cannot
     deadlock each other; SQLite has one writer and stays at 1)."""

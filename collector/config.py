@@ -26,7 +26,9 @@ from pydantic import (
 
 from collector import conventions as conv
 from collector.aggregation.rules import EXTRA_DIMENSIONS
+from collector.commit import CommitSettings
 from collector.mapping.fields import MAPPABLE_FIELDS
+from collector.mapping.limits import Limits
 
 ENV_PREFIX = "TOKENBRIDGE_"
 
@@ -94,8 +96,24 @@ class CommitConfig(Section):
     spans in flight: about 16% more spans/s than two of at most 5000). SQLite has one
     writer, so there one larger transaction at a time does best."""
 
+    def settings(self, engine: str) -> CommitSettings:
+        """The commit's settings on ``engine`` (a SQLAlchemy dialect name): what is unset
+        takes that engine's default."""
+        postgres = engine == "postgresql"
+        return CommitSettings(
+            max_batch=self.max_batch or (2000 if postgres else 5000),
+            flush_interval=self.flush_interval,
+            max_pending=self.max_pending,
+            retry_after=self.retry_after,
+            concurrency=self.concurrency or (3 if postgres else 1),
+        )
+
 
 class SourcesConfig(Section):
+    """Which inputs count. The GenAI semconv metrics repeat the usage of the spans of the same
+    calls (the official instrumentations emit both), so by default spans count and those
+    metrics do not; custom counters always count."""
+
     spans: bool = True
     genai_metrics: bool = False
     """Count the GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
@@ -234,6 +252,10 @@ class LimitsConfig(Section):
     sum can overflow the 64-bit columns."""
     max_reject_rows: int = Field(100_000, ge=100)
     """``usage_rejects`` keeps the newest rows up to this many (pruned in the commit)."""
+
+    def settings(self) -> Limits:
+        """The bounds ingest checks."""
+        return Limits(self.max_items, self.max_attributes, self.max_value_length, self.max_count)
 
 
 class RetentionConfig(Section):

@@ -1,15 +1,23 @@
-"""The usage report: the one record every input becomes, and the reject that replaces a bad one.
+"""The stage contract: the records every stage passes and the interfaces between stages.
 
-Every stage after decoding passes these frozen records. Counts follow OTel's rule that
-``input_token`` includes cached input; ``cache_write_input_token`` and ``reasoning_output_token``
-are subsets kept for billing, never added on top.
+``UsageReport`` is the one record every input becomes, ``Reject`` the one that replaces a bad
+one, ``PointSample`` a cumulative metric point waiting for its stream's last value. A request's
+``Work`` goes to the commit (``Commit``), which writes it through a ``BatchWriter`` and tells
+its listeners what was ``Committed``; the sender is answered with an ``IngestResult``.
+Exporters and stages import these from here, never from each other.
+
+Counts follow OTel's rule that ``input_token`` includes cached input;
+``cache_write_input_token`` and ``reasoning_output_token`` are subsets kept for billing, never
+added on top.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 class Operation(enum.StrEnum):
@@ -39,6 +47,21 @@ class Source(enum.StrEnum):
     SPAN = "otlp_span"
     METRIC = "otlp_metric"
     GATEWAY = "gateway_json"
+
+
+class Signal(enum.StrEnum):
+    """What a request carries: an OTLP trace or metrics export, or a gateway push."""
+
+    TRACES = "traces"
+    METRICS = "metrics"
+    GATEWAY = "gateway"
+
+
+class Encoding(enum.StrEnum):
+    """A request body's encoding, named by its media type."""
+
+    PROTOBUF = "application/x-protobuf"
+    JSON = "application/json"
 
 
 class UsageReport(NamedTuple):
@@ -98,3 +121,98 @@ class Reject:
     item: str
     """A bounded, readable rendering of the rejected item."""
     received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointSample:
+    """A metric point's tokens and requests, with the stream it belongs to."""
+
+    stream_key: str
+    """Digest of resource, scope, metric name, unit, point attributes and start time."""
+    start_ns: int
+    time_ns: int
+    value: int
+    count: int
+    cumulative: bool
+    field: str
+    template: UsageReport
+    """Identity fields of the report; counts come from the (delta) value and count."""
+
+    def report(self, value: int, count: int) -> UsageReport:
+        """The report for this point's (delta) tokens and requests."""
+        t = self.template._replace(request_count=count)
+        match self.field:
+            case "input_token":
+                return t._replace(input_token=value, total_token=value)
+            case "output_token":
+                return t._replace(output_token=value, total_token=value)
+            case "input_cached_token":
+                return t._replace(input_cached_token=value)
+            case "cache_write_input_token":
+                return t._replace(cache_write_input_token=value)
+            case "reasoning_output_token":
+                return t._replace(reasoning_output_token=value)
+        raise ValueError(f"not a token field: {self.field}")
+
+
+@dataclass(slots=True)
+class Work:
+    """What one request hands to the commit: reports, cumulative samples and rejects."""
+
+    reports: list[UsageReport] = dataclasses.field(default_factory=list)
+    samples: list[PointSample] = dataclasses.field(default_factory=list)
+    rejects: list[Reject] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.reports) + len(self.samples) + len(self.rejects)
+
+    def extend(self, other: Work) -> None:
+        self.reports.extend(other.reports)
+        self.samples.extend(other.samples)
+        self.rejects.extend(other.rejects)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a transaction wrote: the reports counted (new ones only) and what it skipped."""
+
+    reports: Sequence[UsageReport]
+    duplicates: int
+    rejects: int
+    seconds: float
+    accepted: int = 0
+    """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
+
+
+CommitListener = Callable[[Committed], None]
+"""Called with every committed transaction (the metrics re-export, the totals)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """A committed request's answer: what it took and what it rejected, and why."""
+
+    accepted: int
+    rejected: int
+    message: str
+    """Readable reasons of the first rejects (OTLP ``partial_success.error_message``)."""
+
+
+class BatchWriter(Protocol):
+    """The SQL sink as the commit sees it."""
+
+    async def write(self, work: Work) -> Committed:
+        """Write in one transaction; ``RetryableError`` when the database is unavailable."""
+
+    async def ping(self) -> bool:
+        """True when the database answers and is migrated."""
+
+
+class Commit(Protocol):
+    """The commit as ingest sees it (``collector.commit.GroupCommit``)."""
+
+    def admit(self, size: int = 0) -> None:
+        """Raise ``RetryableError`` when a request of ``size`` items would be refused now."""
+
+    async def submit(self, work: Work) -> None:
+        """Return once ``work`` is committed; raise ``RetryableError`` when it was not."""

@@ -11,11 +11,11 @@ acknowledged, not what was merely received:
 - ``tokenbridge.commit.pending``: reports waiting for their commit (gauge);
 - ``tokenbridge.database.errors``: transactions that failed;
 - ``tokenbridge.retryable_answers``: retryable answers given (HTTP 503 / gRPC UNAVAILABLE),
-  by ``transport``; counted where errors become status codes (``receivers/status.py``).
+  by ``transport``; counted by the receivers, which are handed ``retryable``.
 
 Every counter starts at zero so its series exists before the first event (dashboards and
-alerts then see 0, not "no data"). The meter is injected; nothing here touches global state
-except the retryable-answer hook, which a running service registers and removes.
+alerts then see 0, not "no data"). The meter is injected, and the service hands ``retryable``
+to its receivers; nothing here touches global state.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from collector.commit import BatchWriter, Committed, Work
+from collector.model import BatchWriter, Committed, Work
 
 REPORTS_ACCEPTED = "tokenbridge.reports.accepted"
 REPORTS_REJECTED = "tokenbridge.reports.rejected"
@@ -37,24 +37,6 @@ DATABASE_ERRORS = "tokenbridge.database.errors"
 RETRYABLE_ANSWERS = "tokenbridge.retryable_answers"
 TRANSPORTS = ("grpc", "http")
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-_retryable_hooks: list[Callable[[str], None]] = []
-
-
-def retryable_answered(transport: str) -> None:
-    """Called by ``receivers/status.py`` for every retryable answer it maps."""
-    for hook in _retryable_hooks:
-        hook(transport)
-
-
-def listen_retryable(telemetry: TelemetrySink) -> None:
-    _retryable_hooks.append(telemetry.retryable)
-
-
-def unlisten_retryable(telemetry: TelemetrySink) -> None:
-    if telemetry.retryable in _retryable_hooks:
-        _retryable_hooks.remove(telemetry.retryable)
-
 
 class TelemetrySink(Protocol):
     """Where a service reports its own events: ``SelfTelemetry`` in one process; with
@@ -115,10 +97,10 @@ class SelfTelemetry:
         self._retryable.add(1, {"transport": transport})
 
     def start(self) -> None:
-        listen_retryable(self)
+        """Nothing to start: the meter's reader exports."""
 
     def shutdown(self) -> None:
-        unlisten_retryable(self)
+        """Nothing to stop."""
 
     def committed(self, committed: Committed) -> None:
         self._accepted.add(committed.accepted)

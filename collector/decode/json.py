@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from collector.decode.items import Attrs, PointItem, SpanItem
+from collector.errors import PermanentError
 
 
-class Malformed(ValueError):
-    """The body is not an OTLP/JSON request."""
+class Malformed(PermanentError):
+    """The body is not an OTLP/JSON request: the whole request is refused."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"malformed OTLP/JSON: {detail}")
 
 
 def _get(obj: Any, camel: str, snake: str) -> Any:

@@ -1,8 +1,8 @@
 """Bounds on what one request may carry, checked on decoded items before mapping.
 
-The body size is capped by the transports (after decompression). Here: how many items one
-request holds (more refuse the whole request: HTTP 413 / gRPC RESOURCE_EXHAUSTED), and per
-item the attributes tokenbridge reads (for spans only the keys the mapping reads are decoded, so
+The body size is capped by the transports (after decompression), the number of items of one
+request by ingest (more refuse the whole request as too large). Here, per item: the
+attributes tokenbridge reads (for spans only the keys the mapping reads are decoded, so
 only those count), string and array sizes, nesting depth, and the size of every count. An item
 over a bound is rejected alone (``BadValue``), like any other bad value.
 
@@ -16,15 +16,13 @@ float).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from collector import conventions as conv
-from collector.errors import PermanentError
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
 
-T = TypeVar("T")
 MAX_DEPTH = 16
 """Array and key-value list nesting inside one attribute value."""
 COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
@@ -32,21 +30,12 @@ COUNT_FIELDS = (*conv.TOKEN_FIELDS, "request_count", *conv.EVIDENCE_FIELDS)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Limits:
-    max_items: int = 100_000
-    max_attributes: int = 256
-    max_value_length: int = 4096
-    max_count: int = 10**12
+    """Derived from ``collector.config.LimitsConfig``, which holds the defaults."""
 
-
-DEFAULT_LIMITS = Limits()
-
-
-def bounded(items: Iterable[T], limit: int) -> Iterator[T]:
-    """The items of one request; past ``limit`` the whole request is refused (413)."""
-    for seen, item in enumerate(items, 1):
-        if seen > limit:
-            raise PermanentError(f"more than {limit} items in one request", status=413)
-        yield item
+    max_items: int
+    max_attributes: int
+    max_value_length: int
+    max_count: int
 
 
 def check_attributes(attrs: Mapping[str, Any], resource: Mapping[str, Any], limits: Limits) -> None:

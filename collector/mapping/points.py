@@ -19,42 +19,10 @@ from collector.aggregation.fingerprint import digest
 from collector.decode.items import FLAG_NO_RECORDED_VALUE, PointItem
 from collector.mapping.fields import FieldMapper
 from collector.mapping.values import BadValue, as_count
-from collector.model import Source, UsageReport
+from collector.model import PointSample, Source, UsageReport
 
 TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS) - {"total_token"}
 MAX_NANOS = 2**63 - 1
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PointSample:
-    """A metric point's tokens and requests, with the stream it belongs to."""
-
-    stream_key: str
-    """Digest of resource, scope, metric name, unit, point attributes and start time."""
-    start_ns: int
-    time_ns: int
-    value: int
-    count: int
-    cumulative: bool
-    field: str
-    template: UsageReport
-    """Identity fields of the report; counts come from the (delta) value and count."""
-
-    def report(self, value: int, count: int) -> UsageReport:
-        """The report for this point's (delta) tokens and requests."""
-        t = self.template._replace(request_count=count)
-        match self.field:
-            case "input_token":
-                return t._replace(input_token=value, total_token=value)
-            case "output_token":
-                return t._replace(output_token=value, total_token=value)
-            case "input_cached_token":
-                return t._replace(input_cached_token=value)
-            case "cache_write_input_token":
-                return t._replace(cache_write_input_token=value)
-            case "reasoning_output_token":
-                return t._replace(reasoning_output_token=value)
-        raise ValueError(f"not a token field: {self.field}")
 
 
 @dataclasses.dataclass(frozen=True)

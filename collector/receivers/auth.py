@@ -1,89 +1,23 @@
-"""Access control for both receivers: bearer tokens, and GPUStack's signed gateway header.
-
-One ``Credentials`` decides; the aiohttp middleware and the gRPC interceptor only read the
-headers and answer a refusal. Every comparison is constant-time (``hmac.compare_digest``)
-and runs against every configured token, so the time taken says nothing about which token
-came close. A refusal carries one message whatever failed (missing header, wrong scheme,
-unknown token, bad signature), so a caller learns nothing about what to change.
-"""
+"""Access control at both receivers: the aiohttp middleware and the gRPC interceptor read the
+headers, ``collector.credentials.Credentials`` decides, and a refusal is answered with the
+status of ``Kind.UNAUTHENTICATED``."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from aiohttp import web
 
-from collector.receivers.status import otlp_error_response
-
-REFUSED = "unauthenticated: missing or invalid credentials"
-GATEWAY_HEADER = "X-GPUStack-Auth-Token"
-GATEWAY_MESSAGE = b"gateway-metrics-push"
-GATEWAY_PATH = "/v2/usage/gateway-metrics"
-HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
-
-
-def gateway_signature(secret: str) -> str:
-    """GPUStack's gateway header value: hex HMAC-SHA256 of ``gateway-metrics-push``."""
-    return hmac.new(secret.encode(), GATEWAY_MESSAGE, hashlib.sha256).hexdigest()
-
-
-def _bearer(header: str | None) -> bytes | None:
-    """The token of an ``Authorization: Bearer <token>`` value (scheme case-insensitive)."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip().encode("utf-8", "replace")
-
-
-def _matches(presented: bytes, accepted: Iterable[bytes]) -> bool:
-    # Compare against every value, no short circuit: the time does not depend on which matched.
-    results = [hmac.compare_digest(presented, value) for value in accepted]
-    return any(results)
-
-
-class Credentials:
-    """What the configuration accepts. With no tokens and no secret, everything is open."""
-
-    def __init__(
-        self,
-        tokens: Iterable[str] = (),
-        gateway_secret: str | None = None,
-        protect_health: bool = False,
-    ) -> None:
-        self._tokens = tuple(token.encode() for token in tokens)
-        self._signature = (
-            gateway_signature(gateway_secret).encode() if gateway_secret is not None else None
-        )
-        self.enabled = bool(self._tokens) or self._signature is not None
-        self.protect_health = protect_health
-
-    def bearer_ok(self, authorization: str | None) -> bool:
-        token = _bearer(authorization)
-        return token is not None and _matches(token, self._tokens)
-
-    def gateway_ok(self, authorization: str | None, signature: str | None) -> bool:
-        """The gateway push: a bearer token, or GPUStack's signature header."""
-        if self._signature is not None and signature:
-            presented = signature.strip().lower().encode("utf-8", "replace")
-            if _matches(presented, (self._signature,)):
-                return True
-        return self.bearer_ok(authorization)
-
-    def allows_http(self, path: str, authorization: str | None, signature: str | None) -> bool:
-        if not self.enabled:
-            return True
-        if path in HEALTH_PATHS and not self.protect_health:
-            return True
-        if path == GATEWAY_PATH:
-            return self.gateway_ok(authorization, signature)
-        return self.bearer_ok(authorization)
-
+from collector.credentials import GATEWAY_HEADER, REFUSED, Credentials
+from collector.errors import STATUS, Kind
+from collector.receivers.status import (
+    encoding_of,
+    grpc_status,
+    kind_status,
+    otlp_error_response,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -99,7 +33,8 @@ def http_middleware(credentials: Credentials) -> Any:
         )
         if allowed:
             return await handler(request)
-        response = otlp_error_response(request.content_type, 401, 16, REFUSED)
+        status, code = kind_status(Kind.UNAUTHENTICATED)
+        response = otlp_error_response(encoding_of(request.content_type), status, code, REFUSED)
         response.headers["WWW-Authenticate"] = 'Bearer realm="tokenbridge"'
         return response
 
@@ -108,7 +43,7 @@ def http_middleware(credentials: Credentials) -> Any:
 
 def _refuse() -> grpc.RpcMethodHandler:
     async def refuse(_request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+        await context.abort(grpc_status(STATUS[Kind.UNAUTHENTICATED].rpc), REFUSED)
 
     # No deserializer: a refused call's message is never parsed.
     return grpc.unary_unary_rpc_method_handler(refuse)

@@ -13,7 +13,7 @@ import zlib
 
 from aiohttp import web
 
-from collector.errors import PermanentError
+from collector.errors import Kind, PermanentError
 
 CHUNK = 1 << 20
 _GZIP = 16 + zlib.MAX_WBITS
@@ -28,16 +28,17 @@ _ENCODINGS: dict[str, int | None] = {
 
 
 def too_large(limit: int) -> PermanentError:
-    return PermanentError(f"request body over {limit} bytes (after decompression)", status=413)
+    return PermanentError(f"request body over {limit} bytes (after decompression)", Kind.TOO_LARGE)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The decoded body, at most ``limit`` bytes. Raises ``PermanentError`` (400, 413, 415)."""
+    """The decoded body, at most ``limit`` bytes. Raises ``PermanentError`` (invalid, too
+    large, unsupported media)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in _ENCODINGS:
         raise PermanentError(
             f"unsupported content encoding {encoding[:40]!r}; use gzip, deflate or identity",
-            status=415,
+            Kind.UNSUPPORTED_MEDIA,
         )
     try:
         raw = await request.read()

@@ -1,28 +1,32 @@
-"""OTLP/gRPC receiver: TraceService and MetricsService ``Export`` over the ingest core."""
+"""OTLP/gRPC receiver: TraceService and MetricsService ``Export``, bytes to the ingest core.
+
+Transport only: the handler takes the raw request bytes (no grpc deserializer), hands them to
+``Ingest.export`` and returns its protobuf answer as is (no serializer); a refusal becomes the
+gRPC status of the error's kind, with a ``RetryInfo`` trailer when it is retryable.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
-from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
-from collector.decode import protobuf as pb
-from collector.decode import wire
-from collector.errors import PermanentError, RetryableError
-from collector.ingest import Ingest, IngestResult
-from collector.receivers.auth import Credentials, GrpcAuth
-from collector.receivers.status import grpc_code, grpc_trailers
+from collector.credentials import Credentials
+from collector.errors import BridgeError, RetryableError
+from collector.ingest import Ingest
+from collector.model import Encoding, Signal
+from collector.receivers.auth import GrpcAuth
+from collector.receivers.status import Retryable, grpc_code, grpc_trailers, uncounted
 
 logger = logging.getLogger(__name__)
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-def _detached(error: PermanentError | RetryableError) -> PermanentError | RetryableError:
+def _detached(error: BridgeError) -> BridgeError:
     """The error without its traceback. grpc's abort path keeps the exception, the handler's
     frames and itself in a reference cycle that only the cyclic collector frees; under
     overload, with many requests refused at once, the request bodies and decoded requests
@@ -30,60 +34,33 @@ def _detached(error: PermanentError | RetryableError) -> PermanentError | Retrya
     return error.with_traceback(None)
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
-    if isinstance(error, PermanentError | RetryableError):
-        await context.abort(grpc_code(error), error.message, grpc_trailers(error))
-    raise error
-
-
 class _Export:
-    """An OTLP service's ``Export``: ``ingest`` the raw request bytes, ``respond`` with the
-    service's response; a refusal becomes the gRPC status of the error."""
+    """One OTLP service's ``Export``."""
 
-    def __init__(
-        self,
-        ingest: Callable[[bytes], Awaitable[IngestResult]],
-        respond: Callable[[IngestResult], Message],
-    ) -> None:
+    def __init__(self, ingest: Ingest, signal: Signal, retryable: Retryable) -> None:
         self._ingest = ingest
-        self._respond = respond
+        self._signal = signal
+        self._retryable = retryable
 
-    async def export(self, data: bytes, context: Context) -> Message:
+    async def export(self, data: bytes, context: Context) -> bytes:
         # A method, not __call__: grpc runs a handler as a coroutine only when it is a
         # coroutine function.
         try:
-            return self._respond(await self._ingest(data))
-        except (PermanentError, RetryableError) as exc:
+            return await self._ingest.export(self._signal, Encoding.PROTOBUF, data)
+        except BridgeError as exc:
             error = _detached(exc)
         del data  # this frame lives on in the abort's traceback: keep no body alive with it
-        await _abort(context, error)
-
-
-def _traces(ingest: Ingest) -> _Export:
-    async def spans(data: bytes) -> IngestResult:
-        ingest.admit()
-        request = wire.parse(tpb.ExportTraceServiceRequest(), data)
-        return await ingest.spans(pb.spans(request, ingest.mapper.wanted))
-
-    return _Export(spans, wire.traces_response)
-
-
-def _metrics(ingest: Ingest) -> _Export:
-    async def points(data: bytes) -> IngestResult:
-        ingest.admit()
-        request = wire.parse(mpb.ExportMetricsServiceRequest(), data)
-        return await ingest.points(pb.points(request, ingest.metric_names))
-
-    return _Export(points, wire.metrics_response)
+        if isinstance(error, RetryableError):
+            self._retryable("grpc")
+        await context.abort(grpc_code(error), error.message, grpc_trailers(error))
+        raise error  # abort raises; this only tells the type checker
 
 
 def _service(
-    name: str, export: Callable[[bytes, Context], Awaitable[Message]]
+    name: str, export: Callable[[bytes, Context], Awaitable[bytes]]
 ) -> grpc.GenericRpcHandler:
-    """The service's ``Export`` taking the raw request bytes (no grpc deserializer)."""
-    handler = grpc.unary_unary_rpc_method_handler(
-        export, response_serializer=lambda message: message.SerializeToString()
-    )
+    """The service's ``Export`` on raw bytes both ways (no grpc (de)serializer)."""
+    handler = grpc.unary_unary_rpc_method_handler(export)
     return grpc.method_handlers_generic_handler(name, {"Export": handler})
 
 
@@ -97,7 +74,9 @@ class GrpcReceiver:
         reuse_port: bool = False,
         credentials: Credentials | None = None,
         tls: grpc.ServerCredentials | None = None,
+        retryable: Retryable = uncounted,
     ) -> None:
+        """``retryable`` counts every retryable answer (self-telemetry)."""
         interceptors = [GrpcAuth(credentials)] if credentials and credentials.enabled else []
         self._server = grpc.aio.server(
             interceptors=interceptors,
@@ -113,9 +92,9 @@ class GrpcReceiver:
         )
         self._server.add_generic_rpc_handlers((
             _service(tpb.DESCRIPTOR.services_by_name["TraceService"].full_name,
-                     _traces(ingest).export),
+                     _Export(ingest, Signal.TRACES, retryable).export),
             _service(mpb.DESCRIPTOR.services_by_name["MetricsService"].full_name,
-                     _metrics(ingest).export),
+                     _Export(ingest, Signal.METRICS, retryable).export),
         ))  # fmt: skip
         address = f"{host}:{port}"
         if tls is None:

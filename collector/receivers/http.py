@@ -1,119 +1,94 @@
-"""OTLP/HTTP receiver (protobuf and JSON, gzip), the GPUStack gateway push, and health."""
+"""OTLP/HTTP receiver (protobuf and JSON, gzip), the GPUStack gateway push, and health.
+
+Transport only: each route checks the media type, reads the body within the size cap
+(``receivers.body``), hands the bytes to ``Ingest.export`` and writes back its answer, or the
+refusal of the error's kind (``receivers.status``).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
-from google.protobuf.message import Message
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
-from collector.decode import json as otlp_json
-from collector.decode import protobuf as pb
-from collector.decode import wire
-from collector.errors import PermanentError, RetryableError
+from collector.credentials import Credentials
+from collector.errors import BridgeError, Kind, PermanentError, RetryableError
 from collector.ingest import Ingest
-from collector.receivers.auth import Credentials, http_middleware
+from collector.model import Encoding, Signal
+from collector.receivers.auth import http_middleware
 from collector.receivers.body import read_body
-from collector.receivers.status import http_status, otlp_error_response, retry_after_header
+from collector.receivers.status import (
+    PROTOBUF_TYPES,
+    Retryable,
+    error_response,
+    kind_status,
+    uncounted,
+)
 
 logger = logging.getLogger(__name__)
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
-_PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
 Readiness = Callable[[], Awaitable[bool]]
+GATEWAY_TYPES = frozenset({Encoding.JSON, "application/octet-stream", ""})
 
 
-def _content_type(request: web.Request) -> str:
+def _otlp_encoding(request: web.Request) -> Encoding:
     kind = request.content_type
-    if kind in _PROTOBUF_TYPES:
-        return PROTOBUF
-    if kind == JSON:
-        return JSON
-    raise PermanentError(f"unsupported content type {kind!r}; use {PROTOBUF} or {JSON}", status=415)
+    if kind in PROTOBUF_TYPES:
+        return Encoding.PROTOBUF
+    if kind == Encoding.JSON:
+        return Encoding.JSON
+    raise PermanentError(
+        f"unsupported content type {kind!r}; use {Encoding.PROTOBUF} or {Encoding.JSON}",
+        Kind.UNSUPPORTED_MEDIA,
+    )
 
 
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
-
-
-def _encode(kind: str, response: Message) -> web.Response:
-    """The response in the request's encoding."""
-    if kind == PROTOBUF:
-        return web.Response(body=response.SerializeToString(), content_type=PROTOBUF)
-    return web.json_response(wire.as_json(response))
-
-
-def _error(kind: str, error: PermanentError | RetryableError) -> web.Response:
-    status = http_status(error)
-    code = 14 if isinstance(error, RetryableError) else 3
-    response = otlp_error_response(kind, status, code, error.message)
-    if isinstance(error, RetryableError):
-        response.headers["Retry-After"] = retry_after_header(error)
-    return response
+def _gateway_encoding(request: web.Request) -> Encoding:
+    kind = request.content_type
+    if kind not in GATEWAY_TYPES:
+        raise PermanentError(f"unsupported content type {kind!r}", Kind.UNSUPPORTED_MEDIA)
+    return Encoding.JSON
 
 
 class HttpRoutes:
-    def __init__(self, ingest: Ingest, ready: Readiness, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        ingest: Ingest,
+        ready: Readiness,
+        max_body_bytes: int,
+        retryable: Retryable = uncounted,
+    ) -> None:
         self._ingest = ingest
         self._ready = ready
         self._max_bytes = max_body_bytes
+        self._retryable = retryable
 
     async def traces(self, request: web.Request) -> web.Response:
-        kind = JSON
-        try:
-            kind = _content_type(request)
-            body = await read_body(request, self._max_bytes)
-            self._ingest.admit()
-            if kind == PROTOBUF:
-                items = pb.spans(wire.parse(tpb.ExportTraceServiceRequest(), body),
-                                 self._ingest.mapper.wanted)  # fmt: skip
-            else:
-                items = otlp_json.spans(_json(body), self._ingest.mapper.wanted)
-            result = await self._ingest.spans(items)
-        except (PermanentError, RetryableError) as error:
-            return _error(kind, error)
-        return _encode(kind, wire.traces_response(result))
+        return await self._export(request, Signal.TRACES, _otlp_encoding)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        kind = JSON
-        try:
-            kind = _content_type(request)
-            body = await read_body(request, self._max_bytes)
-            self._ingest.admit()
-            names = self._ingest.metric_names
-            if kind == PROTOBUF:
-                points = pb.points(wire.parse(mpb.ExportMetricsServiceRequest(), body), names)
-            else:
-                points = otlp_json.points(_json(body), names)
-            result = await self._ingest.points(points)
-        except (PermanentError, RetryableError) as error:
-            return _error(kind, error)
-        return _encode(kind, wire.metrics_response(result))
+        return await self._export(request, Signal.METRICS, _otlp_encoding)
 
     async def gateway(self, request: web.Request) -> web.Response:
         """GPUStack's ``POST /v2/usage/gateway-metrics``: one object or a list."""
+        return await self._export(request, Signal.GATEWAY, _gateway_encoding)
+
+    async def _export(
+        self, request: web.Request, signal: Signal, encoding_of: Callable[[web.Request], Encoding]
+    ) -> web.Response:
+        encoding = Encoding.JSON
         try:
-            kind = request.content_type
-            if kind not in (JSON, "application/octet-stream", ""):
-                raise PermanentError(f"unsupported content type {kind!r}", status=415)
+            encoding = encoding_of(request)
             body = await read_body(request, self._max_bytes)
-            self._ingest.admit()
-            doc = _json(body)
-            result = await self._ingest.gateway(doc if isinstance(doc, list) else [doc])
-        except (PermanentError, RetryableError) as error:
-            return _error(JSON, error)
-        return web.json_response(
-            {"accepted": result.accepted, "rejected": result.rejected, "message": result.message}
-        )
+            answer = await self._ingest.export(signal, encoding, body)
+        except BridgeError as error:
+            if isinstance(error, RetryableError):
+                self._retryable("http")
+            return error_response(encoding, error)
+        if encoding is Encoding.PROTOBUF:
+            return web.Response(body=answer, content_type=encoding)
+        return web.Response(body=answer, content_type=encoding, charset="utf-8")
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -121,13 +96,19 @@ class HttpRoutes:
     async def readyz(self, _request: web.Request) -> web.Response:
         if await self._ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        status, _code = kind_status(Kind.UNAVAILABLE)
+        return web.json_response({"status": "not ready"}, status=status)
 
 
 def build_app(
-    ingest: Ingest, ready: Readiness, max_body_bytes: int, credentials: Credentials | None = None
+    ingest: Ingest,
+    ready: Readiness,
+    max_body_bytes: int,
+    credentials: Credentials | None = None,
+    retryable: Retryable = uncounted,
 ) -> web.Application:
-    routes = HttpRoutes(ingest, ready, max_body_bytes)
+    """The routes; ``retryable`` counts every retryable answer (self-telemetry)."""
+    routes = HttpRoutes(ingest, ready, max_body_bytes, retryable)
     middlewares = [http_middleware(credentials)] if credentials and credentials.enabled else []
     # client_max_size bounds the body as sent; read_body bounds it again once inflated.
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)

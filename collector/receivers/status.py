@@ -1,45 +1,50 @@
-"""Errors -> transport status codes, in one place."""
+"""Errors -> transport answers: the one table (``collector.errors.STATUS``) read for each
+transport: the gRPC status and ``RetryInfo`` trailer, the HTTP status, ``Retry-After`` and
+``google.rpc.Status`` body."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import grpc
 from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
-from google.rpc import status_pb2
 from google.rpc.error_details_pb2 import RetryInfo
 
-from collector.errors import PermanentError, RetryableError
-from collector.telemetry import retryable_answered
+from collector.decode.wire import status_body
+from collector.errors import STATUS, BridgeError, Kind, RetryableError, RpcCode
+from collector.model import Encoding
 
-HTTP_RETRYABLE = 503
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
+Retryable = Callable[[str], None]
+"""Counts a retryable answer given, by transport (``grpc`` or ``http``): self-telemetry."""
 
 
-def grpc_code(error: PermanentError | RetryableError) -> grpc.StatusCode:
-    if isinstance(error, RetryableError):
-        retryable_answered("grpc")
-        return grpc.StatusCode.UNAVAILABLE
-    if error.status == 413:
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if error.status == 401:
-        return grpc.StatusCode.UNAUTHENTICATED
-    return grpc.StatusCode.INVALID_ARGUMENT
+def uncounted(_transport: str) -> None:
+    """No self-telemetry."""
 
 
-def http_status(error: PermanentError | RetryableError) -> int:
-    if isinstance(error, RetryableError):
-        retryable_answered("http")
-        return HTTP_RETRYABLE
-    return error.status
+def grpc_status(code: RpcCode) -> grpc.StatusCode:
+    """grpc's enum member of a ``google.rpc.Code`` (the same names)."""
+    return grpc.StatusCode[code.name]
+
+
+def grpc_code(error: BridgeError) -> grpc.StatusCode:
+    return grpc_status(error.status.rpc)
+
+
+def kind_status(kind: Kind) -> tuple[int, RpcCode]:
+    """The HTTP status and ``google.rpc.Code`` of ``kind``, from the one table."""
+    status = STATUS[kind]
+    return int(status.http), status.rpc
 
 
 def retry_after_header(error: RetryableError) -> str:
     return str(max(1, math.ceil(error.retry_after)))
 
 
-def grpc_trailers(error: PermanentError | RetryableError) -> tuple[tuple[str, bytes], ...]:
+def grpc_trailers(error: BridgeError) -> tuple[tuple[str, bytes], ...]:
     """gRPC's Retry-After: a ``RetryInfo`` trailer, which OTLP exporters (the OTel SDKs, the
     Collector) use as their next backoff instead of their own exponential one."""
     if not isinstance(error, RetryableError):
@@ -49,12 +54,28 @@ def grpc_trailers(error: PermanentError | RetryableError) -> tuple[tuple[str, by
     return ((RETRY_INFO_KEY, RetryInfo(retry_delay=delay).SerializeToString()),)
 
 
-PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+PROTOBUF_TYPES = frozenset({Encoding.PROTOBUF, "application/protobuf"})
 
 
-def otlp_error_response(content_type: str, status: int, code: int, message: str) -> web.Response:
-    """An OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding (JSON otherwise)."""
-    if content_type in PROTOBUF_TYPES:
-        body = status_pb2.Status(code=code, message=message).SerializeToString()
-        return web.Response(body=body, status=status, content_type="application/x-protobuf")
-    return web.json_response({"code": code, "message": message}, status=status)
+def encoding_of(content_type: str) -> Encoding:
+    """The encoding of an answer to a request of ``content_type``: protobuf when it was
+    protobuf, JSON otherwise."""
+    return Encoding.PROTOBUF if content_type in PROTOBUF_TYPES else Encoding.JSON
+
+
+def error_response(encoding: Encoding, error: BridgeError) -> web.Response:
+    """An OTLP/HTTP refusal: status and ``google.rpc.Status`` body from the one table, and
+    ``Retry-After`` when the sender should resend."""
+    response = otlp_error_response(encoding, int(error.status.http), error.status.rpc,
+                                   error.message)  # fmt: skip
+    if isinstance(error, RetryableError):
+        response.headers["Retry-After"] = retry_after_header(error)
+    return response
+
+
+def otlp_error_response(encoding: Encoding, status: int, code: int, message: str) -> web.Response:
+    """An OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding."""
+    body = status_body(encoding, code, message)
+    if encoding is Encoding.PROTOBUF:
+        return web.Response(body=body, status=status, content_type=encoding)
+    return web.Response(body=body, status=status, content_type=encoding, charset="utf-8")

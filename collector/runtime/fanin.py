@@ -21,9 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from collector.commit import Committed
-from collector.model import Operation, Source, UsageReport
-from collector.telemetry import listen_retryable, unlisten_retryable
+from collector.model import Committed, Operation, Source, UsageReport
 
 FIELDS = UsageReport._fields
 _SOURCE = FIELDS.index("source")
@@ -95,11 +93,9 @@ class RemoteTelemetry:
         self._pending = pending
 
     def start(self) -> None:
-        listen_retryable(self)
         self._thread.start()
 
     def shutdown(self) -> None:
-        unlisten_retryable(self)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()

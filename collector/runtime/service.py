@@ -15,23 +15,18 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from collector.aggregation.rules import Estimation
-from collector.commit import (
-    CommitListener,
-    CommitSettings,
-    Committed,
-    GroupCommit,
-)
+from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
-from collector.ingest import Ingest, Sources
+from collector.credentials import Credentials
+from collector.ingest import Ingest
 from collector.mapping.catalog import Catalog, CatalogWatcher
 from collector.mapping.fields import FieldMapper, MappingRules
-from collector.mapping.limits import Limits
 from collector.mapping.points import MetricRules
-from collector.model import Operation
+from collector.model import CommitListener, Committed, Operation
 from collector.receivers import tls
-from collector.receivers.auth import Credentials
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
+from collector.receivers.status import uncounted
 from collector.telemetry import SelfTelemetry, TelemetrySink, count_writes
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
@@ -130,17 +125,11 @@ class Service:
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
         writer = self.sink if self.telemetry is None else count_writes(self.sink, self.telemetry)
-        c = config.commit
-        postgres = self.engine.dialect.name == "postgresql"
         self.commit = GroupCommit(
-            writer,
-            CommitSettings(c.max_batch or (2000 if postgres else 5000), c.flush_interval,
-                           c.max_pending, c.retry_after, c.concurrency or (3 if postgres else 1)),
-            listeners,
-        )  # fmt: skip
+            writer, config.commit.settings(self.engine.dialect.name), listeners
+        )
         if self.telemetry is not None:
             self.telemetry.watch_pending(lambda: self.commit.pending)
-        s = config.sources
         # The watcher notes the file's state before the first read: a change made meanwhile
         # is picked up by the first check, not missed.
         self._watcher: CatalogWatcher | None = None
@@ -154,9 +143,9 @@ class Service:
             MetricRules(custom_counters=config.mapping.counters),
             Estimation(agg.bytes_per_input_token, agg.tokens_per_output_chunk),
             self.commit,
-            Sources(s.spans, s.genai_metrics, s.gateway),
+            config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
-            limits=Limits(lim.max_items, lim.max_attributes, lim.max_value_length, lim.max_count),
+            limits=lim.settings(),
             horizon=horizon,
         )
         r = config.receivers
@@ -167,11 +156,13 @@ class Service:
             a.protect_health,
         )
         cert, key = config.tls.cert_file, config.tls.key_file
+        retryable = self.telemetry.retryable if self.telemetry is not None else uncounted
         self.grpc = GrpcReceiver(
             self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port, credentials,
             tls.grpc_credentials(cert, key) if cert is not None and key is not None else None,
+            retryable,
         )  # fmt: skip
-        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials)
+        app = build_app(self.ingest, self.ready, r.max_body_bytes, credentials, retryable)
         self.http = HttpReceiver(
             app, r.host, r.http_port, reuse_port,
             tls.server_context(cert, key) if cert is not None and key is not None else None,

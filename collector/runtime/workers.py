@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from collector.commit import CommitListener
 from collector.config import Config
+from collector.model import CommitListener
 from collector.runtime.fanin import Forwarder, Outbox, RemoteTelemetry, committed_from
 from collector.runtime.service import metrics_export
 from collector.telemetry import SelfTelemetry

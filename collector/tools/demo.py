@@ -16,6 +16,7 @@ from typing import Any
 from collector.config import Config
 from collector.tools.loadgen import LoadOptions, LoadRun, Summary, progress_printer
 from collector.tools.synthetic import Spread
+from collector.tools.table import render
 
 
 def add_parser(commands: Any) -> None:
@@ -57,8 +58,6 @@ async def run_demo(
         names, rows = await usage(engine, None, None, ["model_name", "operation"])
     finally:
         await engine.dispose()
-    from collector.cli import render  # here: the CLI imports this module
-
     out.write(render(names, rows, "table"))
     if keep:
         out.write(f"\nAgain any time: tokenbridge report --database-url {url} --by user_id\n")

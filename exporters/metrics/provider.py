@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_serve
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from collector.config import MetricsConfig
-from collector.receivers.auth import REFUSED, Credentials
+from collector.credentials import REFUSED, Credentials
+from collector.errors import STATUS, Kind
 
 logger = logging.getLogger(__name__)
 SCOPE = "tokenbridge"
@@ -109,6 +110,8 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes come every few seconds: not worth a log line each."""
 
 
+_UNAUTHORIZED = STATUS[Kind.UNAUTHENTICATED].http
+REFUSED_STATUS = f"{_UNAUTHORIZED.value} {_UNAUTHORIZED.phrase}"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -121,8 +124,8 @@ def _serve_guarded(
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if credentials.bearer_ok(environ.get("HTTP_AUTHORIZATION")):
             return metrics(environ, start_response)
-        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
-                                            ("WWW-Authenticate", "Bearer")])  # fmt: skip
+        start_response(REFUSED_STATUS, [("Content-Type", "text/plain; charset=utf-8"),
+                                        ("WWW-Authenticate", "Bearer")])  # fmt: skip
         return [REFUSED.encode() + b"\n"]
 
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]

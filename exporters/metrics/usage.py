@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from collector.aggregation.rules import resolve_tokens
-from collector.commit import Committed
-from collector.model import UsageReport
+from collector.model import Committed, UsageReport
 from exporters.metrics import names
 
 OVERFLOW = "__overflow__"

@@ -29,10 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.aggregation.horizon import REASON, Horizon
 from collector.aggregation.rules import usage_instant_ms
-from collector.commit import Committed, Work
 from collector.errors import RetryableError
-from collector.mapping.points import PointSample
-from collector.model import Reject, Source, UsageReport
+from collector.model import Committed, PointSample, Reject, Source, UsageReport, Work
 from exporters.sql import rejects, schema, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable

@@ -16,8 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collector.aggregation.cumulative import StreamState, delta
-from collector.mapping.points import PointSample
-from collector.model import UsageReport
+from collector.model import PointSample, UsageReport
 from exporters.sql import schema
 from exporters.sql.dialect import InsertBuilder
 

@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from collector.aggregation.rules import Estimation
-from collector.commit import CommitSettings, Committed, GroupCommit, Work
+from collector.commit import CommitSettings, GroupCommit
+from collector.config import CommitConfig
 from collector.decode.items import SpanItem
 from collector.errors import RetryableError
 from collector.ingest import YIELD_EVERY, Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.model import Source, UsageReport
+from collector.model import Committed, Signal, Source, UsageReport, Work
+
+
+def sqlite_settings(**changes: Any) -> CommitSettings:
+    """The default settings on SQLite, with ``changes``."""
+    return dataclasses.replace(CommitConfig().settings("sqlite"), **changes)
 
 
 @dataclasses.dataclass
@@ -49,7 +56,7 @@ def work(*keys: str) -> Work:
 
 async def test_requests_within_the_interval_share_one_transaction() -> None:
     writer = RecordingWriter()
-    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=0.05))
+    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=0.05))
     await commit.start()
     await asyncio.gather(*(commit.submit(work(f"k{i}")) for i in range(10)))
     assert writer.batches == [[f"k{i}" for i in range(10)]]
@@ -58,7 +65,7 @@ async def test_requests_within_the_interval_share_one_transaction() -> None:
 
 async def test_a_full_batch_flushes_without_waiting_for_the_interval() -> None:
     writer = RecordingWriter()
-    commit = GroupCommit(writer, CommitSettings(max_batch=3, flush_interval=3600))
+    commit = GroupCommit(writer, sqlite_settings(max_batch=3, flush_interval=3600))
     await commit.start()
     await asyncio.wait_for(
         asyncio.gather(*(commit.submit(work(f"k{i}")) for i in range(6))), timeout=10
@@ -70,7 +77,7 @@ async def test_a_full_batch_flushes_without_waiting_for_the_interval() -> None:
 async def test_submit_returns_only_after_the_commit() -> None:
     writer = RecordingWriter()
     writer.gate.clear()
-    commit = GroupCommit(writer, CommitSettings(max_batch=1, flush_interval=0.01))
+    commit = GroupCommit(writer, sqlite_settings(max_batch=1, flush_interval=0.01))
     await commit.start()
     pending = asyncio.create_task(commit.submit(work("a")))
     await asyncio.sleep(0.05)
@@ -84,7 +91,7 @@ async def test_submit_returns_only_after_the_commit() -> None:
 async def test_full_queue_and_database_outage_answer_retryable_then_recover() -> None:
     writer = RecordingWriter()
     writer.gate.clear()
-    settings = CommitSettings(max_batch=10, flush_interval=0.01, max_pending=2, retry_after=0.05)
+    settings = sqlite_settings(max_batch=10, flush_interval=0.01, max_pending=2, retry_after=0.05)
     commit = GroupCommit(writer, settings)
     await commit.start()
     first = asyncio.create_task(commit.submit(work("a", "b")))
@@ -112,7 +119,7 @@ async def test_full_queue_and_database_outage_answer_retryable_then_recover() ->
 
 async def test_shutdown_commits_what_was_accepted_and_refuses_more() -> None:
     writer = RecordingWriter()
-    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=3600))
+    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=3600))
     await commit.start()
     accepted = [asyncio.create_task(commit.submit(work(f"k{i}"))) for i in range(3)]
     await asyncio.sleep(0.01)
@@ -127,7 +134,7 @@ async def test_shutdown_commits_what_was_accepted_and_refuses_more() -> None:
 async def test_two_transactions_in_flight_each_answer_their_own_requests() -> None:
     writer = RecordingWriter()
     writer.gate.clear()
-    commit = GroupCommit(writer, CommitSettings(max_batch=2, flush_interval=0.01, concurrency=2))
+    commit = GroupCommit(writer, sqlite_settings(max_batch=2, flush_interval=0.01, concurrency=2))
     await commit.start()
     first = [asyncio.create_task(commit.submit(work(k))) for k in ("a", "b")]
     await asyncio.sleep(0.05)
@@ -144,7 +151,7 @@ async def test_two_transactions_in_flight_each_answer_their_own_requests() -> No
 
 async def test_an_idle_writer_commits_at_once_and_a_busy_one_groups() -> None:
     writer = RecordingWriter()
-    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=0.2))
+    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=0.2))
     await commit.start()
     await asyncio.wait_for(commit.submit(work("alone")), timeout=0.15)  # no 0.2 s linger
     writer.gate.clear()
@@ -160,7 +167,7 @@ async def test_an_idle_writer_commits_at_once_and_a_busy_one_groups() -> None:
 async def test_free_slots_start_at_once_and_the_last_one_waits_for_company() -> None:
     writer = RecordingWriter()
     writer.gate.clear()
-    commit = GroupCommit(writer, CommitSettings(max_batch=100, flush_interval=3600,
+    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=3600,
                                                 concurrency=3))  # fmt: skip
     await commit.start()
     tasks = [asyncio.create_task(commit.submit(work("a")))]
@@ -180,7 +187,7 @@ async def test_free_slots_start_at_once_and_the_last_one_waits_for_company() -> 
 
 async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None:
     writer = RecordingWriter()
-    commit = GroupCommit(writer, CommitSettings())
+    commit = GroupCommit(writer, sqlite_settings())
     await commit.start()
     ingest = Ingest(FieldMapper(MappingRules()), MetricRules(), Estimation(), commit)
     events: list[str] = []
@@ -197,9 +204,10 @@ async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None
             events.append("other")
             await asyncio.sleep(0)
 
-    result, _ = await asyncio.gather(ingest.spans(spans()), other())
+    mapped, _ = await asyncio.gather(ingest.map(Signal.TRACES, spans()), other())
+    await commit.submit(mapped)
     await commit.shutdown()
-    assert (result.accepted, len(writer.batches[0])) == (count, count)
+    assert (len(mapped.reports), len(writer.batches[0])) == (count, count)
     # The other task ran between chunks of the request, not only before and after it.
     first, last = events.index("span"), len(events) - events[::-1].index("span") - 1
     assert events[first:last].count("other") == count // YIELD_EVERY - 1

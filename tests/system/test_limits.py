@@ -96,7 +96,8 @@ async def test_http_gzip_bomb_is_refused_without_inflating_it(server: Server) ->
         for encoding in ("gzip", "x-gzip"):
             status, body = await _post(server, path, bomb, Content_Encoding=encoding)
             assert status == 413
-            assert body["message"] == f"request body over {MAX_BODY} bytes (after decompression)"
+            message = f"request body over {MAX_BODY} bytes (after decompression)"
+            assert body == {"code": 8, "message": message}
     # 256 MiB inflated whole would raise the peak by as much; the slices keep it near the cap.
     assert _peak_rss_kib(server) - before < 64 << 10
 
@@ -159,7 +160,8 @@ async def test_unsupported_content_type_and_encoding_are_415(server: Server) -> 
 async def test_too_many_items_refuse_the_request_on_both_transports(server: Server) -> None:
     body = json.dumps(_traces(*[_span("items-over", i) for i in range(51)])).encode()
     status, answer = await _post(server, "/v1/traces", body)
-    assert (status, answer["message"]) == (413, "more than 50 items in one request")
+    # The HTTP body's google.rpc code is the gRPC status below: RESOURCE_EXHAUSTED (8).
+    assert (status, answer) == (413, {"code": 8, "message": "more than 50 items in one request"})
     gateway = [{"model": "items-over", "input_token": 1, "request_id": str(i)} for i in range(51)]
     status, _ = await _post(server, "/v2/usage/gateway-metrics", json.dumps(gateway).encode())
     assert status == 413

@@ -21,8 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector import config as config_module
 from collector.cli import main
-from collector.commit import Committed
-from collector.model import Operation, Source, UsageReport
+from collector.model import Committed, Operation, Source, UsageReport
 from exporters.metrics import names
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from collector.commit import Committed
 from collector.config import Config
+from collector.model import Committed
 from collector.runtime.workers import Supervisor
 from collector.tools.loadgen import LoadOptions, LoadRun
 from collector.tools.synthetic import Spread

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from collector.commit import Work
-from collector.model import Operation, Source, UsageReport
+from collector.model import Operation, Source, UsageReport, Work
 from exporters.sql import partitions
 from exporters.sql.engine import create_engine
 from exporters.sql.retention import Policy, Pruner

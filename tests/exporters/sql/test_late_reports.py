@@ -6,9 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from collector.aggregation.horizon import Horizon
-from collector.commit import Work
-from collector.mapping.points import PointSample
-from collector.model import Source, UsageReport
+from collector.model import PointSample, Source, UsageReport, Work
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.sink import SqlSink

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.commit import Work
-from collector.model import Operation, Source, UsageReport
+from collector.model import Operation, Source, UsageReport, Work
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.sink import SqlSink
