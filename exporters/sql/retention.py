@@ -121,16 +121,18 @@ class Pruner:
         now_ms = self._now_ms()
         first = self.horizon.first_day(now_ms)
         removed: list[Removal] = []
-        table = partitions.PARENT
+        table: str | None = partitions.PARENT
         if self._postgres and await self._partitioned():
-            for part in await self._partitions():
+            parts = await self._partitions()
+            table = partitions.DEFAULT if any(p.start is None for p in parts) else None
+            for part in parts:
                 if part.end is not None and part.end <= first:
                     try:
                         removed.append(await self._drop(part, dry_run))
                     except archive.ArchiveError as error:
                         logger.error("retention: kept %s: archive failed: %s", part.name, error)
-            table = partitions.DEFAULT
-        removed.extend(await self._prune_days(table, first, dry_run))
+        if table is not None:
+            removed.extend(await self._prune_days(table, first, dry_run))
         rejects = naive_utc(now_ms) - timedelta(days=self.policy.rejects_days)
         r = schema.usage_rejects
         removed.append(await self._delete_where(

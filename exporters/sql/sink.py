@@ -95,7 +95,8 @@ class SqlSink:
             except (OSError, TimeoutError, ConnectionError) as error:
                 raise RetryableError(f"database unavailable: {_describe(error)}") from error
         seconds = time.perf_counter() - started
-        accepted = len(work.reports) + len(work.samples)
+        late = rejected - len(work.rejects)  # rejected here: older than retention
+        accepted = len(work.reports) + len(work.samples) - late
         return Committed(reports, duplicates, rejected, seconds, accepted)
 
     async def _write(

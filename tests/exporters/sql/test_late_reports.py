@@ -39,7 +39,7 @@ async def test_a_report_before_the_horizon_is_rejected_at_commit(database_url: s
     finally:
         await sink.engine.dispose()
     assert sorted(r.dedup_key for r in done.reports) == ["edge", "kept"]
-    assert (done.duplicates, done.rejects) == (0, 1)
+    assert (done.duplicates, done.rejects, done.accepted) == (0, 1, 2)
     assert await totals(database_url, "model_usages") == (2, 12, 4, 2)
     rejects = await query(database_url, "select source, reason from usage_rejects")
     assert rejects == [("otlp_span", f"older than retention: day {old} is before {edge}, "

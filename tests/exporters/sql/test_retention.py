@@ -166,3 +166,22 @@ async def test_a_failed_archive_keeps_the_rows(database_url: str, tmp_path: Path
     removed = await prune(database_url, details_days=30, archive_dir=blocked / "sub")
     assert removed == []
     assert await totals(database_url) == before == (6, 66, 12, 6)
+
+
+async def test_without_a_default_partition_old_partitions_detach_concurrently(
+    postgres_url: str,
+) -> None:
+    engine = create_engine(postgres_url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    await ensure(postgres_url, TODAY - timedelta(days=5), TODAY, "day")
+    await _setup(postgres_url, [5, 0])
+    await execute(postgres_url, "DROP TABLE model_usage_details_default")
+    day = TODAY - timedelta(days=5)
+    assert await prune(postgres_url, details_days=3) == [
+        f"partition model_usage_details_p{day:%Y%m%d} ({day}..{day}): 3 rows"
+    ]
+    assert await totals(postgres_url) == (3, 33, 6, 3)
+    assert await query(postgres_url, "select count(*) from pg_inherits where inhdetachpending") == [
+        (0,)
+    ]
