@@ -154,6 +154,11 @@ class SqlSink:
         new = reports
         if len(inserted) < len(reports):
             new = [r for r in reports if r.dedup_key in inserted]
+        untimed = [r.dedup_key for r in new if _untimed(r)]
+        if untimed and conn.dialect.name == "postgresql":
+            resent = await self._stage.drop_stored_day_before(conn, untimed)
+            if resent:
+                new = [r for r in new if r.dedup_key not in resent]
         if new:
             await self._stage.roll_up(
                 conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS, self._now()
@@ -178,6 +183,13 @@ def split_late(
     if not late:
         return reports, late
     return [r for r in reports if usage_instant_ms(r) >= earliest_ms], late
+
+
+def _untimed(report: UsageReport) -> bool:
+    """Dated when received: the report carries neither ``completed_at`` nor ``started_at``."""
+    return not (report.completed_at and report.completed_at > 0) and not (
+        report.started_at and report.started_at > 0
+    )
 
 
 def _item(text: str) -> str:

@@ -104,6 +104,35 @@ class Stage:
                 await conn.execute(delete, {"keys": seen[start : start + DELETE_CHUNK]})
         return inserted
 
+    async def drop_stored_day_before(self, conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
+        """Of the staged (just inserted) rows with ``keys``, those whose key is stored on the
+        day before: removed from the table and the stage; their keys. For reports dated
+        when received (they carry no timestamp), whose resend after midnight gets the next
+        day, and so is not caught by a unique key that holds the day."""
+        key = self.key
+        table = self.table.name
+        found = text(
+            f'SELECT s."{key}" FROM {self.name} AS s WHERE s."{key}" IN :keys AND EXISTS '
+            f'(SELECT 1 FROM {table} AS o WHERE o."{key}" = s."{key}" '
+            f'AND o."date" = s."date" - 1)'
+        ).bindparams(bindparam("keys", expanding=True))
+        repeated: set[str] = set()
+        for start in range(0, len(keys), DELETE_CHUNK):
+            part = list(keys[start : start + DELETE_CHUNK])
+            repeated.update(row[0] for row in await conn.execute(found, {"keys": part}))
+        if not repeated:
+            return repeated
+        ordered = sorted(repeated)
+        for sql in (
+            f'DELETE FROM {table} AS t USING {self.name} AS s WHERE t."{key}" = s."{key}" '
+            f'AND t."date" = s."date" AND s."{key}" IN :keys',
+            f'DELETE FROM {self.name} WHERE "{key}" IN :keys',
+        ):
+            statement = text(sql).bindparams(bindparam("keys", expanding=True))
+            for start in range(0, len(ordered), DELETE_CHUNK):
+                await conn.execute(statement, {"keys": ordered[start : start + DELETE_CHUNK]})
+        return repeated
+
     async def roll_up(
         self,
         conn: AsyncConnection,

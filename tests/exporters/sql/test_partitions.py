@@ -14,6 +14,7 @@ from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from tests.exporters.sql.retention_support import (
     TODAY,
+    day_ms,
     ensure,
     execute,
     partition_names,
@@ -162,3 +163,20 @@ async def test_sqlite_keeps_its_table_and_rows_through_the_migration(sqlite_url:
 
 
 
+
+
+async def test_a_report_without_timestamp_resent_after_midnight_is_counted_once(
+    postgres_url: str,
+) -> None:
+    engine = create_engine(postgres_url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    day = date(2026, 6, 14)
+    await ensure(postgres_url, day, day + timedelta(days=1), "day")
+    sent = report("push-1", day)._replace(completed_at=None, received_at=day_ms(day, 86_399))
+    resent = sent._replace(received_at=day_ms(day + timedelta(days=1), 30))
+    timed = report("span-1", day + timedelta(days=1))
+    assert await write(postgres_url, [sent]) == (1, 0)
+    assert await write(postgres_url, [resent, timed]) == (1, 1)
+    assert await totals(postgres_url) == (2, 20, 4, 2)
+    assert await totals(postgres_url, "model_usages") == (2, 20, 4, 2)
