@@ -118,9 +118,9 @@ async def _migrate(config: Config, accept_timezone_change: bool) -> None:
 async def _prune(config: Config, dry_run: bool) -> None:
     from collector.runtime.service import retention_policy
     from exporters.sql.engine import create_engine
-    from exporters.sql.retention import Pruner
+    from exporters.sql.retention import COMMAND_TIMEOUT, Pruner
 
-    engine = create_engine(config.database.url)
+    engine = create_engine(config.database.url, command_timeout=COMMAND_TIMEOUT)
     try:
         removed = await Pruner(engine, retention_policy(config)).run(dry_run)
     finally:

@@ -32,7 +32,7 @@ from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
-from exporters.sql.retention import Policy, Pruner
+from exporters.sql.retention import COMMAND_TIMEOUT, Policy, Pruner
 from exporters.sql.settings import check_timezone
 from exporters.sql.sink import SqlSink
 
@@ -117,7 +117,10 @@ class Service:
                                     command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
         lim = config.limits
-        self.pruner = Pruner(self.engine, retention_policy(config))
+        # Its own engine: an archive's COPY of a month may outlast database.command_timeout.
+        self._retention_engine = create_engine(db.url, connect_timeout=db.connect_timeout,
+                                               pool_size=1, command_timeout=COMMAND_TIMEOUT)
+        self.pruner = Pruner(self._retention_engine, retention_policy(config))
         horizon = self.pruner.horizon
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
                             max_reject_rows=lim.max_reject_rows, horizon=horizon)  # fmt: skip
@@ -224,10 +227,11 @@ class Service:
             self.telemetry.shutdown()
         if self.metrics is not None:
             self.metrics.shutdown()
-        with contextlib.suppress(TimeoutError):
-            # Closing a pooled connection waits for the server's goodbye; a database that
-            # stopped answering must not hold the exit (the OS closes the sockets).
-            await asyncio.wait_for(self.engine.dispose(), self.config.database.connect_timeout)
+        for engine in (self.engine, self._retention_engine):
+            with contextlib.suppress(TimeoutError):
+                # Closing a pooled connection waits for the server's goodbye; a database that
+                # stopped answering must not hold the exit (the OS closes the sockets).
+                await asyncio.wait_for(engine.dispose(), self.config.database.connect_timeout)
         t = self.totals
         logger.info(
             "tokenbridge stopped after %.1fs: %d reports committed, %d duplicates skipped, "

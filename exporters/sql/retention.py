@@ -38,6 +38,9 @@ ENSURE_LOCK = 0x70CE_B51F
 """PostgreSQL advisory lock taken while creating partitions (replicas starting together)."""
 LOCK_TIMEOUT = "2s"
 DETACH_ATTEMPTS = 5
+COMMAND_TIMEOUT = 3600.0
+"""Longest one retention statement may run (a month partition's archive COPY): give the
+pruner an engine of its own with it (``create_engine(url, command_timeout=...)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +178,7 @@ class Pruner:
                 return Removal(what, totals.rows, path)
             if path is not None and totals.rows:
                 async with self.engine.begin() as conn:
-                    await archive.write(conn, part.name, true(), path, days)
+                    totals = await archive.write(conn, part.name, true(), path, days)
             if await self._detach_and_drop(part.name, None if path is None else totals.rows):
                 return Removal(what, totals.rows, path if totals.rows else None)
         raise archive.ArchiveError(f"{part.name} kept changing while archived; kept")
