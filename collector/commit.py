@@ -16,17 +16,35 @@ is kept, so the sender's retry is the only copy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from collector.errors import RetryableError
 from collector.model import BatchWriter, CommitListener, Work
 
 logger = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Time as the commit sees it: tests inject a manual one and never sleep."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Return after ``seconds``."""
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 Pending = tuple[Work, "asyncio.Future[None]", float]
@@ -54,12 +72,12 @@ class GroupCommit:
         writer: BatchWriter,
         settings: CommitSettings,
         listeners: Sequence[CommitListener] = (),
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._writer = writer
         self._settings = settings
         self._listeners = list(listeners)
-        self._clock = clock
+        self._clock: Clock = clock or MonotonicClock()
         self._queue: deque[Pending] = deque()
         self._pending = 0
         self._queued = 0
@@ -103,7 +121,7 @@ class GroupCommit:
             return
         self.admit(len(work))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, future, self._clock()))
+        self._queue.append((work, future, self._clock.now()))
         self._pending += len(work)
         self._queued += len(work)
         self._wake.set()
@@ -141,10 +159,9 @@ class GroupCommit:
                     and 0 < len(self._inflight) == self._settings.concurrency - 1
                     and self._queued < self._settings.max_batch):  # fmt: skip
                 oldest = self._queue[0][2]
-                wait = oldest + self._settings.flush_interval - self._clock()
+                wait = oldest + self._settings.flush_interval - self._clock.now()
                 if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._full.wait(), wait)
+                    await self._linger(wait)
             if self._queue:
                 await self._slots.acquire()
                 if self._database_down or not self._queue:
@@ -156,6 +173,16 @@ class GroupCommit:
             if not self._queue and not self._closing:
                 self._wake.clear()
                 self._full.clear()
+
+    async def _linger(self, seconds: float) -> None:
+        """Wait until the batch is full or ``seconds`` have passed."""
+        full = asyncio.ensure_future(self._full.wait())
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait((full, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            full.cancel()
+            timer.cancel()
 
     async def _write_in_slot(self, taken: list[Pending]) -> None:
         try:
@@ -227,7 +254,7 @@ class GroupCommit:
         while self._queue:
             self._settle(self._queue.popleft(), RetryableError("database unavailable"))
         self._queued = 0
-        await asyncio.sleep(self._settings.retry_after)
+        await self._clock.sleep(self._settings.retry_after)
         if await _safe(self._writer.ping()):
             logger.info("database reachable again, taking work")
             self._database_down = False

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Operation(enum.StrEnum):
@@ -216,3 +218,16 @@ class Commit(Protocol):
 
     async def submit(self, work: Work) -> None:
         """Return once ``work`` is committed; raise ``RetryableError`` when it was not."""
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    return repr(value)
+
+
+def digest(*parts: Any) -> str:
+    """A stable 128-bit hex digest of the canonical JSON of ``parts`` (keys sorted): the
+    identity of a record without ids (dedup keys, stream keys, rollup keys)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=_fallback)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

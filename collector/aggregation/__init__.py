@@ -1,1 +1,1 @@
-"""Aggregation rules: rollup keys, estimation, token resolution, cumulative deltas, fingerprints."""
+"""Aggregation rules: rollup keys, estimation, token resolution, cumulative deltas."""

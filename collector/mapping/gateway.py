@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from collector import conventions as conv
-from collector.aggregation.fingerprint import digest
 from collector.mapping.fields import FieldMapper
 from collector.mapping.values import BadValue, as_count, as_flag, as_id, as_millis, as_text
-from collector.model import Operation, Source, UsageReport
+from collector.model import Operation, Source, UsageReport, digest
 
 _COUNTS = conv.TOKEN_FIELDS + conv.EVIDENCE_FIELDS
 _IDS = ("model_id", "provider_id", "model_route_id", "cluster_id")

@@ -15,11 +15,10 @@ import functools
 from collections.abc import Mapping
 
 from collector import conventions as conv
-from collector.aggregation.fingerprint import digest
 from collector.decode.items import FLAG_NO_RECORDED_VALUE, PointItem
 from collector.mapping.fields import FieldMapper
 from collector.mapping.values import BadValue, as_count
-from collector.model import PointSample, Source, UsageReport
+from collector.model import PointSample, Source, UsageReport, digest
 
 TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS) - {"total_token"}
 MAX_NANOS = 2**63 - 1

@@ -8,11 +8,10 @@ A span with no token attribute and no partial-stream evidence is not a usage rep
 from __future__ import annotations
 
 from collector import conventions as conv
-from collector.aggregation.fingerprint import digest
 from collector.decode.items import SpanItem
 from collector.mapping.fields import FieldMapper
 from collector.mapping.values import BadValue, as_text
-from collector.model import Source, UsageReport
+from collector.model import Source, UsageReport, digest
 
 _TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS)
 

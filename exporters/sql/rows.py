@@ -9,9 +9,8 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from operator import itemgetter
 from typing import Any
 
-from collector.aggregation.fingerprint import digest
 from collector.aggregation.rules import RollupKey, ms_to_datetime, resolve_tokens, usage_instant_ms
-from collector.model import Reject, UsageReport
+from collector.model import Reject, UsageReport, digest
 
 SUMMED = (
     "prompt_token_count",

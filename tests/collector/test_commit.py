@@ -1,23 +1,21 @@
-"""Group commit: flush triggers, acknowledgement after commit, retryable refusals."""
+"""Group commit: flush triggers, acknowledgement after commit, retryable refusals.
+
+Time is a ``ManualClock``: the flush interval and the database probe wait only for
+``clock.advance``, and ``settle`` lets the tasks run, so no test sleeps."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from collector.aggregation.rules import Estimation
 from collector.commit import CommitSettings, GroupCommit
 from collector.config import CommitConfig
-from collector.decode.items import SpanItem
 from collector.errors import RetryableError
-from collector.ingest import YIELD_EVERY, Ingest
-from collector.mapping.fields import FieldMapper, MappingRules
-from collector.mapping.points import MetricRules
-from collector.model import Committed, Signal, Source, UsageReport, Work
+from collector.model import Source, UsageReport, Work
+from tests.fakes import ManualClock, RecordingSink, settle
 
 
 def sqlite_settings(**changes: Any) -> CommitSettings:
@@ -25,189 +23,219 @@ def sqlite_settings(**changes: Any) -> CommitSettings:
     return dataclasses.replace(CommitConfig().settings("sqlite"), **changes)
 
 
-@dataclasses.dataclass
-class RecordingWriter:
-    """Records each transaction; can be made to fail like an unreachable database."""
-
-    batches: list[list[str]] = dataclasses.field(default_factory=list)
-    started: list[list[str]] = dataclasses.field(default_factory=list)
-    down: bool = False
-    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.gate.set()
-
-    async def write(self, work: Work) -> Committed:
-        self.started.append([r.dedup_key for r in work.reports])
-        await self.gate.wait()
-        if self.down:
-            raise RetryableError("database unavailable")
-        self.batches.append([r.dedup_key for r in work.reports])
-        return Committed(work.reports, 0, len(work.rejects), 0.0)
-
-    async def ping(self) -> bool:
-        return not self.down
-
-
 def work(*keys: str) -> Work:
     return Work(reports=[UsageReport(model="m", source=Source.SPAN, dedup_key=k, received_at=1)
                          for k in keys])  # fmt: skip
 
 
-async def test_requests_within_the_interval_share_one_transaction() -> None:
-    writer = RecordingWriter()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=0.05))
+async def started(sink: RecordingSink, clock: ManualClock, **settings: Any) -> GroupCommit:
+    commit = GroupCommit(sink, sqlite_settings(**settings), clock=clock)
     await commit.start()
+    return commit
+
+
+async def test_requests_submitted_together_share_one_transaction() -> None:
+    sink, clock = RecordingSink(), ManualClock()
+    commit = await started(sink, clock, max_batch=100)
     await asyncio.gather(*(commit.submit(work(f"k{i}")) for i in range(10)))
-    assert writer.batches == [[f"k{i}" for i in range(10)]]
+    assert sink.batches == [[f"k{i}" for i in range(10)]]
+    await commit.shutdown()
+
+
+async def test_requests_queued_while_a_transaction_runs_share_the_next_one() -> None:
+    sink, clock = RecordingSink(), ManualClock()
+    commit = await started(sink, clock, max_batch=100)
+    sink.gate.clear()
+    first = asyncio.create_task(commit.submit(work("k0")))
+    await settle()
+    rest = [asyncio.create_task(commit.submit(work(f"k{i}"))) for i in range(1, 10)]
+    await settle()
+    assert sink.started == [["k0"]]
+    sink.gate.set()
+    await asyncio.gather(first, *rest)
+    assert sink.batches == [["k0"], [f"k{i}" for i in range(1, 10)]]
+    assert (commit.pending, clock.sleeping) == (0, [])
     await commit.shutdown()
 
 
 async def test_a_full_batch_flushes_without_waiting_for_the_interval() -> None:
-    writer = RecordingWriter()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=3, flush_interval=3600))
-    await commit.start()
-    await asyncio.wait_for(
-        asyncio.gather(*(commit.submit(work(f"k{i}")) for i in range(6))), timeout=10
-    )
-    assert writer.batches == [["k0", "k1", "k2"], ["k3", "k4", "k5"]]
+    sink, clock = RecordingSink(), ManualClock()
+    commit = await started(sink, clock, max_batch=3, flush_interval=3600, concurrency=2)
+    sink.gate.clear()
+    head = asyncio.create_task(commit.submit(work("h")))
+    await settle()
+    tasks = [asyncio.create_task(commit.submit(work(f"k{i}"))) for i in range(3)]
+    await settle()
+    # The last free slot waits for company, and three reports are a full batch: no wait.
+    assert sink.started == [["h"], ["k0", "k1", "k2"]]
+    sink.gate.set()
+    await asyncio.gather(head, *tasks)
+    assert sink.batches == [["h"], ["k0", "k1", "k2"]]
+    await commit.shutdown()
+
+
+async def test_the_last_slot_waits_the_flush_interval_on_the_clock() -> None:
+    sink, clock = RecordingSink(), ManualClock()
+    commit = await started(sink, clock, max_batch=100, flush_interval=0.25, concurrency=2)
+    sink.gate.clear()
+    head = asyncio.create_task(commit.submit(work("h")))
+    await settle()
+    queued_at = clock.now()
+    tasks = [asyncio.create_task(commit.submit(work(k))) for k in ("a", "b")]
+    await settle()
+    assert sink.started == [["h"]] and clock.sleeping == [queued_at + 0.25]
+    await clock.advance(0.2)
+    assert sink.started == [["h"]]
+    await clock.advance(0.05)
+    assert sink.started == [["h"], ["a", "b"]]
+    sink.gate.set()
+    await asyncio.gather(head, *tasks)
     await commit.shutdown()
 
 
 async def test_submit_returns_only_after_the_commit() -> None:
-    writer = RecordingWriter()
-    writer.gate.clear()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=1, flush_interval=0.01))
-    await commit.start()
+    sink, clock = RecordingSink(), ManualClock()
+    sink.gate.clear()
+    commit = await started(sink, clock, max_batch=1)
     pending = asyncio.create_task(commit.submit(work("a")))
-    await asyncio.sleep(0.05)
-    assert not pending.done() and writer.batches == []
-    writer.gate.set()
-    await asyncio.wait_for(pending, timeout=10)
-    assert writer.batches == [["a"]]
+    await settle()
+    assert not pending.done() and sink.started == [["a"]] and sink.batches == []
+    assert commit.pending == 1
+    sink.gate.set()
+    await pending
+    assert (sink.batches, commit.pending) == ([["a"]], 0)
     await commit.shutdown()
 
 
 async def test_full_queue_and_database_outage_answer_retryable_then_recover() -> None:
-    writer = RecordingWriter()
-    writer.gate.clear()
-    settings = sqlite_settings(max_batch=10, flush_interval=0.01, max_pending=2, retry_after=0.05)
-    commit = GroupCommit(writer, settings)
-    await commit.start()
+    sink, clock = RecordingSink(), ManualClock()
+    sink.gate.clear()
+    commit = await started(sink, clock, max_batch=10, max_pending=2, retry_after=0.5)
     first = asyncio.create_task(commit.submit(work("a", "b")))
-    await asyncio.sleep(0.02)
-    with pytest.raises(RetryableError, match="queue full"):
+    await settle()
+    with pytest.raises(RetryableError, match="queue full") as full:
         await commit.submit(work("c"))
+    assert full.value.retry_after == 0.5
     with pytest.raises(RetryableError, match="queue full"):
         commit.admit()  # what receivers ask before decoding a request
-    writer.down = True
-    writer.gate.set()
+    sink.down = True
+    sink.gate.set()
     with pytest.raises(RetryableError, match="database unavailable"):
         await first
     with pytest.raises(RetryableError, match="database unavailable"):
         await commit.submit(work("d"))
-    assert commit.database_down
-    writer.down = False
-    for _ in range(100):
-        if not commit.database_down:
-            break
-        await asyncio.sleep(0.02)
+    await settle()
+    assert commit.database_down and clock.sleeping == [clock.now() + 0.5]
+    sink.down = False
+    await clock.advance(0.5)  # the probe pings, the database answers
+    assert not commit.database_down
     await commit.submit(work("e"))
-    assert writer.batches == [["e"]]
+    assert sink.batches == [["e"]] and commit.pending == 0
+    await commit.shutdown()
+
+
+async def test_a_database_still_down_is_probed_again_after_retry_after() -> None:
+    sink, clock = RecordingSink(down=True), ManualClock()
+    commit = await started(sink, clock, retry_after=2.0)
+    with pytest.raises(RetryableError, match="database unavailable"):
+        await commit.submit(work("a"))
+    await settle()
+    await clock.advance(2.0)
+    assert commit.database_down and clock.sleeping == [clock.now() + 2.0]
+    sink.down = False
+    await clock.advance(2.0)
+    assert not commit.database_down
     await commit.shutdown()
 
 
 async def test_shutdown_commits_what_was_accepted_and_refuses_more() -> None:
-    writer = RecordingWriter()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=3600))
-    await commit.start()
+    sink, clock = RecordingSink(), ManualClock()
+    sink.gate.clear()
+    commit = await started(sink, clock, max_batch=100, flush_interval=3600)
+    head = asyncio.create_task(commit.submit(work("h")))
+    await settle()
     accepted = [asyncio.create_task(commit.submit(work(f"k{i}"))) for i in range(3)]
-    await asyncio.sleep(0.01)
-    await commit.shutdown()
-    await asyncio.gather(*accepted)
-    assert writer.batches == [["k0", "k1", "k2"]]
+    await settle()
+    closing = asyncio.create_task(commit.shutdown())
+    await settle()
     with pytest.raises(RetryableError, match="shutting down"):
         await commit.submit(work("late"))
+    sink.gate.set()
+    await asyncio.gather(head, *accepted, closing)
+    assert sink.batches == [["h"], ["k0", "k1", "k2"]]
     await commit.shutdown()
 
 
 async def test_two_transactions_in_flight_each_answer_their_own_requests() -> None:
-    writer = RecordingWriter()
-    writer.gate.clear()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=2, flush_interval=0.01, concurrency=2))
-    await commit.start()
+    sink, clock = RecordingSink(), ManualClock()
+    sink.gate.clear()
+    commit = await started(sink, clock, max_batch=2, concurrency=2)
     first = [asyncio.create_task(commit.submit(work(k))) for k in ("a", "b")]
-    await asyncio.sleep(0.05)
+    await settle()
     second = [asyncio.create_task(commit.submit(work(k))) for k in ("c", "d")]
     third = asyncio.create_task(commit.submit(work("e")))
-    await asyncio.sleep(0.05)
+    await settle()
     assert commit.pending == 5 and not any(t.done() for t in (*first, *second, third))
-    writer.gate.set()
-    await asyncio.wait_for(asyncio.gather(*first, *second, third), timeout=10)
-    assert sorted(map(tuple, writer.batches)) == [("a", "b"), ("c", "d"), ("e",)]
+    sink.gate.set()
+    await asyncio.gather(*first, *second, third)
+    assert sorted(map(tuple, sink.batches)) == [("a", "b"), ("c", "d"), ("e",)]
     assert commit.pending == 0
     await commit.shutdown()
 
 
 async def test_an_idle_writer_commits_at_once_and_a_busy_one_groups() -> None:
-    writer = RecordingWriter()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=0.2))
-    await commit.start()
-    await asyncio.wait_for(commit.submit(work("alone")), timeout=0.15)  # no 0.2 s linger
-    writer.gate.clear()
+    sink, clock = RecordingSink(), ManualClock()
+    commit = await started(sink, clock, max_batch=100, flush_interval=0.2)
+    await commit.submit(work("alone"))  # no linger: the clock never moved
+    assert clock.sleeping == []
+    sink.gate.clear()
     busy = asyncio.create_task(commit.submit(work("first")))
-    await asyncio.sleep(0.02)  # "first" is in flight; the next ones wait for company
+    await settle()  # "first" is in flight; the next ones wait for it
     later = [asyncio.create_task(commit.submit(work(k))) for k in ("b", "c")]
-    writer.gate.set()
-    await asyncio.wait_for(asyncio.gather(busy, *later), timeout=10)
-    assert writer.batches == [["alone"], ["first"], ["b", "c"]]
+    await settle()
+    sink.gate.set()
+    await asyncio.gather(busy, *later)
+    assert sink.batches == [["alone"], ["first"], ["b", "c"]]
     await commit.shutdown()
 
 
 async def test_free_slots_start_at_once_and_the_last_one_waits_for_company() -> None:
-    writer = RecordingWriter()
-    writer.gate.clear()
-    commit = GroupCommit(writer, sqlite_settings(max_batch=100, flush_interval=3600,
-                                                concurrency=3))  # fmt: skip
-    await commit.start()
+    sink, clock = RecordingSink(), ManualClock()
+    sink.gate.clear()
+    commit = await started(sink, clock, max_batch=100, flush_interval=3600, concurrency=3)
     tasks = [asyncio.create_task(commit.submit(work("a")))]
-    await asyncio.sleep(0.02)
+    await settle()
     tasks.append(asyncio.create_task(commit.submit(work("b"))))
-    await asyncio.sleep(0.02)
+    await settle()
     # Two transactions in flight: "c" and "d" would take the last slot, so they wait.
     tasks += [asyncio.create_task(commit.submit(work(k))) for k in ("c", "d")]
-    await asyncio.sleep(0.05)
-    assert writer.started == [["a"], ["b"]]
-    writer.gate.set()
+    await settle()
+    assert sink.started == [["a"], ["b"]] and clock.sleeping == [clock.now() + 3600]
+    sink.gate.set()
     closing = asyncio.create_task(commit.shutdown())  # ends the wait: what is queued is written
-    await asyncio.wait_for(asyncio.gather(*tasks, closing), timeout=10)
-    assert writer.started == [["a"], ["b"], ["c", "d"]]
-    assert sorted(map(tuple, writer.batches)) == [("a",), ("b",), ("c", "d")]
+    await asyncio.gather(*tasks, closing)
+    assert sink.started == [["a"], ["b"], ["c", "d"]]
+    assert sorted(map(tuple, sink.batches)) == [("a",), ("b",), ("c", "d")]
 
 
-async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None:
-    writer = RecordingWriter()
-    commit = GroupCommit(writer, sqlite_settings())
-    await commit.start()
-    ingest = Ingest(FieldMapper(MappingRules()), MetricRules(), Estimation(), commit)
-    events: list[str] = []
-    count = 5 * YIELD_EVERY
+async def test_a_request_that_fails_a_shared_transaction_is_retried_alone() -> None:
+    class Picky(RecordingSink):
+        async def write(self, work: Work) -> Any:
+            if any(r.dedup_key == "bad" for r in work.reports):
+                raise ValueError("constraint violated")
+            return await super().write(work)
 
-    def spans() -> Iterator[SpanItem]:
-        for n in range(count):
-            events.append("span")
-            attrs = {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 1}
-            yield SpanItem({}, attrs, f"{n + 1:032x}", f"{n + 1:016x}", 1, 2, "chat")
-
-    async def other() -> None:
-        while len(events) < count:
-            events.append("other")
-            await asyncio.sleep(0)
-
-    mapped, _ = await asyncio.gather(ingest.map(Signal.TRACES, spans()), other())
-    await commit.submit(mapped)
+    sink, clock = Picky(), ManualClock()
+    sink.gate.clear()
+    commit = await started(sink, clock, max_batch=100)
+    head = asyncio.create_task(commit.submit(work("h")))
+    await settle()
+    good = asyncio.create_task(commit.submit(work("ok")))
+    bad = asyncio.create_task(commit.submit(work("bad")))
+    await settle()
+    sink.gate.set()
+    await asyncio.gather(head, good)
+    with pytest.raises(RetryableError, match="commit failed: constraint violated"):
+        await bad
+    assert sink.batches == [["h"], ["ok"]] and not commit.database_down
     await commit.shutdown()
-    assert (len(mapped.reports), len(writer.batches[0])) == (count, count)
-    # The other task ran between chunks of the request, not only before and after it.
-    first, last = events.index("span"), len(events) - events[::-1].index("span") - 1
-    assert events[first:last].count("other") == count // YIELD_EVERY - 1
