@@ -183,20 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        if args.command == "serve" and args.workers > 1:
-            from collector.runtime.workers import serve
-
-            serve(config, args.workers)
-        elif args.command == "serve":
-            asyncio.run(_serve(config))
-        elif args.command == "migrate":
-            asyncio.run(_migrate(config, args.accept_timezone_change))
-        elif args.command == "prune":
-            asyncio.run(_prune(config, args.dry_run))
-        elif args.command == "archive":
-            asyncio.run(_restore(config, args.restore))
-        else:
-            asyncio.run(_report(config, args))
+        _run(config, args)
     except ValueError as error:
         print(f"tokenbridge: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -205,6 +192,23 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_RUNTIME
     return 0
+
+
+def _run(config: Config, args: argparse.Namespace) -> None:
+    if args.command == "serve" and args.workers > 1:
+        from collector.runtime.workers import serve
+
+        serve(config, args.workers)
+    elif args.command == "serve":
+        asyncio.run(_serve(config))
+    elif args.command == "migrate":
+        asyncio.run(_migrate(config, args.accept_timezone_change))
+    elif args.command == "prune":
+        asyncio.run(_prune(config, args.dry_run))
+    elif args.command == "archive":
+        asyncio.run(_restore(config, args.restore))
+    else:
+        asyncio.run(_report(config, args))
 
 
 def _first_line(error: BaseException) -> str:
