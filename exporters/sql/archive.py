@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Integer,
+    Numeric,
     String,
     TableClause,
     Text,
@@ -195,8 +198,10 @@ def _value(cell: str, kind: Any) -> Any:
         return datetime.fromisoformat(cell)
     if isinstance(kind, Date):
         return date.fromisoformat(cell)
-    if kind.python_type is int:
+    if isinstance(kind, Integer):
         return int(cell)
+    if isinstance(kind, Numeric):
+        return Decimal(cell)
     return cell[1:] if cell.startswith("\\") else cell
 
 

@@ -180,3 +180,25 @@ async def test_prune_and_restore_commands_speak_plainly(sqlite_url: str, tmp_pat
     assert down.returncode == 1 and "Traceback" not in down.stderr
     assert down.stderr.splitlines()[-1].startswith("tokenbridge: database unavailable")
 
+
+
+async def test_two_replicas_pruning_at_once_drop_each_partition_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(postgres_url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    first = datetime.now(UTC).date() - timedelta(days=450)
+    await ensure(postgres_url, first, first + timedelta(days=19), "day")
+    await execute(postgres_url, _old_rows_sql(first, 20, 2000, "old"))
+    args = ("prune", "--database-url", postgres_url)
+    both = await asyncio.gather(*(asyncio.to_thread(_cli, *args) for _ in range(2)))
+    assert [done.returncode for done in both] == [0, 0], [d.stderr for d in both]
+    dropped = [line for done in both for line in done.stdout.splitlines()
+               if line.startswith("removed partition")]  # fmt: skip
+    assert len(dropped) == len(set(dropped)) == 20
+    for done in both:  # the other replica skipped, or came after and found nothing
+        last = done.stdout.splitlines()[-1]
+        assert last in ("another replica is pruning now; nothing done",
+                        "removed 0 rows in all", "removed 40000 rows in all"), last
+    assert await totals(postgres_url) == (0, 0, 0, 0)
