@@ -206,6 +206,10 @@ async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> 
     from collector.runtime.service import Service, serve_until_signalled
 
     remote = RemoteTelemetry(outbox, index) if telemetry else None
+    if index > 0:  # one pruner per host (SQLite has no advisory lock to take turns with)
+        config = config.model_copy(
+            update={"retention": config.retention.model_copy(update={"interval": 0})}
+        )
     service = Service(config, [Forwarder(outbox, index)], reuse_port=True, telemetry=remote)
     await serve_until_signalled(
         service, lambda s: outbox.put(("ready", index, s.grpc.port, s.http.port))

@@ -102,10 +102,11 @@ def _as_text(col: ColumnElement[Any]) -> ColumnElement[str]:
 
 async def write(
     conn: AsyncConnection, name: str, where: ColumnElement[bool], path: Path, days: str
-) -> Totals:
+) -> tuple[Totals, Path]:
     """Rows of ``name`` where ``where`` into ``path`` (gzip CSV) and ``path``.json, checked
     against the database; ``days`` describes the range in the manifest. Raises
-    ``ArchiveError`` (and leaves no file at ``path``) when the file does not add up."""
+    ``ArchiveError`` (and leaves no file at ``path``) when the file does not add up. An
+    existing archive is kept: the new one gets the next free name (``_unused``)."""
     expected = await totals(conn, name, where)
     src = source(name)
     partial = path.with_name(path.name + ".partial")
@@ -128,6 +129,7 @@ async def write(
     if found != expected:
         _discard(partial)
         raise ArchiveError(f"{path}: file holds {found}, database {expected}")
+    path = _unused(path)
     os.replace(partial, path)
     manifest = {
         "format": FORMAT, "table": schema.model_usage_details.name, "days": days,
@@ -135,7 +137,7 @@ async def write(
         "rows": expected.rows, "sums": dict(zip(SUMMED, expected.sums, strict=True)),
     }  # fmt: skip
     Path(f"{path}.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return expected
+    return expected, path
 
 
 async def _copy_out(conn: AsyncConnection, query: ClauseElement, path: Path) -> None:
@@ -169,6 +171,18 @@ async def _copy_back_totals(conn: AsyncConnection, path: Path) -> Totals:
     await conn.exec_driver_sql("DROP TABLE tb_archive_check")
     values: list[int] = [int(v) for v in row]
     return Totals(values[0], tuple(values[1:]))
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``NAME.1.csv.gz``, ``NAME.2.csv.gz``... when taken: an archive is never
+    replaced (a second pruner's, or a rerun's after a failed drop, may hold fewer rows; a
+    restore loads every file, and dedup keys make the overlap harmless)."""
+    stem = path.name.removesuffix(".csv.gz")
+    found, n = path, 0
+    while found.exists():
+        n += 1
+        found = path.with_name(f"{stem}.{n}.csv.gz")
+    return found
 
 
 def _discard(path: Path) -> None:

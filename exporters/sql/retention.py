@@ -178,7 +178,7 @@ class Pruner:
                 return Removal(what, totals.rows, path)
             if path is not None and totals.rows:
                 async with self.engine.begin() as conn:
-                    totals = await archive.write(conn, part.name, true(), path, days)
+                    totals, path = await archive.write(conn, part.name, true(), path, days)
             if await self._detach_and_drop(part.name, None if path is None else totals.rows):
                 return Removal(what, totals.rows, path if totals.rows else None)
         raise archive.ArchiveError(f"{part.name} kept changing while archived; kept")
@@ -233,7 +233,9 @@ class Pruner:
             if path is not None and not dry_run:
                 try:
                     async with self.engine.begin() as conn:
-                        await archive.write(conn, name, where, path, f"{day}..{day}")
+                        _totals, path = await archive.write(
+                            conn, name, where, path, f"{day}..{day}"
+                        )
                 except archive.ArchiveError as error:
                     logger.error("retention: kept %s day %s: archive failed: %s", name, day, error)
                     continue

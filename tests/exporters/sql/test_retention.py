@@ -156,6 +156,11 @@ async def test_archive_before_drop_and_restore_round_trip(
     assert sum(r[1] for r in again) == 0
     assert await totals(database_url, where=old) == before
     assert await query(database_url, rows) == everything
+    # Pruned again: the first archives are kept, the new ones take the next free names.
+    assert await prune(database_url, details_days=30, archive_dir=tmp_path / "archive")
+    names = sorted(f.name for f in (tmp_path / "archive").glob("*.csv.gz"))
+    assert names == sorted([*(f.name for f in files),
+                            *(f.name.replace(".csv.gz", ".1.csv.gz") for f in files)])
 
 
 async def test_a_failed_archive_keeps_the_rows(database_url: str, tmp_path: Path) -> None:
