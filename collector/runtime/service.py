@@ -33,7 +33,7 @@ from exporters.metrics.usage import UsageMetrics
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.retention import COMMAND_TIMEOUT, Policy, Pruner
-from exporters.sql.settings import check_timezone
+from exporters.sql.settings import TimezoneChanged, check_timezone
 from exporters.sql.sink import SqlSink
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,16 @@ class Service:
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
             await migrate.upgrade(self.engine)
-        await check_timezone(self.engine, self.config.aggregation.timezone, _utcnow())
+        try:
+            await check_timezone(self.engine, self.config.aggregation.timezone, _utcnow())
+        except TimezoneChanged:
+            raise
+        except Exception as error:
+            if self.config.database.migrate_on_start:
+                raise
+            # Started before its database (a worker, or migrations run apart): serve, and let
+            # /readyz say when the database answers.
+            logger.warning("aggregation.timezone not checked against the database: %s", error)
         try:
             await self.pruner.ensure_ahead()
         except Exception as error:  # the DEFAULT partition takes the rows meanwhile

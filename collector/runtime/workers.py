@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -87,7 +88,7 @@ class Supervisor:
 
     def start(self, timeout: float = 60.0) -> None:
         if self._migrate:
-            asyncio.run(_migrate(self.config.database.url))
+            asyncio.run(_migrate(self.config.database.url, self.config.aggregation.timezone))
         if self.metrics is not None:
             self.metrics.start()
         self._processes = [self._spawn(i) for i in range(len(self._ready))]
@@ -180,13 +181,16 @@ class Supervisor:
                 self._processes[index] = self._spawn(index)
 
 
-async def _migrate(url: str) -> None:
+async def _migrate(url: str, zone: str) -> None:
+    """Migrate, and refuse a changed time zone here, once, with its one-line message."""
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
+    from exporters.sql.settings import check_timezone
 
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
+        await check_timezone(engine, zone, datetime.now(UTC).replace(tzinfo=None))
     finally:
         await engine.dispose()
 

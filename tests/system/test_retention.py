@@ -159,6 +159,10 @@ async def test_a_changed_time_zone_is_refused_until_confirmed(
         "tokenbridge: aggregation.timezone is 'Europe/Paris' but the stored days are in 'UTC'"
     )
     assert "Traceback" not in refused.stderr
+    workers = _cli("serve", "-c", str(paris), "--database-url", sqlite_url, "--grpc-port", "0",
+                   "--http-port", "0", "--workers", "2", timeout=60)  # fmt: skip
+    assert workers.returncode == 2 and "Traceback" not in workers.stderr
+    assert workers.stderr.strip().splitlines()[-1] == refused.stderr.strip().splitlines()[-1]
     confirmed = _cli("migrate", "-c", str(paris), "--database-url", sqlite_url,
                      "--accept-timezone-change")  # fmt: skip
     assert confirmed.returncode == 0, confirmed.stderr
