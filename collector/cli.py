@@ -100,10 +100,11 @@ async def _migrate(config: Config, accept_timezone_change: bool) -> None:
     from collector.runtime.service import retention_policy
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
-    from exporters.sql.retention import Pruner
+    from exporters.sql.retention import COMMAND_TIMEOUT, Pruner
     from exporters.sql.settings import check_timezone
 
-    engine = create_engine(config.database.url)
+    # A migration copies tables: its batches may outlast database.command_timeout.
+    engine = create_engine(config.database.url, command_timeout=COMMAND_TIMEOUT)
     try:
         await migrate.upgrade(engine)
         now = datetime.now(UTC).replace(tzinfo=None)

@@ -9,8 +9,9 @@ old table as it was, and no replica writes meanwhile: they wait on the migration
 1. rename the unpartitioned table (and its indexes) out of the way;
 2. create the partitioned table with the same columns (ids keep coming from the same
    sequence), a DEFAULT partition and month partitions covering the old rows' dates;
-3. copy the rows in batches of ``BATCH`` ids (each statement bounded, whatever the dates);
-4. check row count and token sums equal, drop the old table.
+3. copy the rows in batches of ``BATCH`` ids (each statement bounded, whatever the dates),
+   checking each batch's row count and token sums in both tables;
+4. drop the old table.
 SQLite keeps its ordinary table.
 """
 
@@ -93,17 +94,22 @@ def _keys_and_indexes(conn: sa.Connection, unique: str, primary: str) -> None:
 
 
 def _copy(conn: sa.Connection, source: str, target: str) -> None:
-    """Rows of ``source`` into ``target`` in batches of ids, checked, then ``source`` dropped."""
+    """Rows of ``source`` into ``target`` in batches of ids, each batch's row count and sums
+    checked (every statement bounded, whatever the table's size), then ``source`` dropped."""
     low, high = conn.execute(text(f"SELECT min(id), max(id) FROM {source}")).one()
     if low is not None:
         for start in range(low, high + 1, BATCH):
+            bounds = {"a": start, "b": start + BATCH}
             conn.execute(
                 text(f"INSERT INTO {target} SELECT * FROM {source} WHERE id >= :a AND id < :b"),
-                {"a": start, "b": start + BATCH},
+                bounds,
             )
-    before = conn.execute(text(CHECK.format(source))).one()
-    after = conn.execute(text(CHECK.format(target))).one()
-    if tuple(before) != tuple(after):
-        raise RuntimeError(f"copy of {source} into {target} does not add up: "
-                           f"{tuple(before)} != {tuple(after)}; nothing was changed")
+            where = " WHERE id >= :a AND id < :b"
+            before = conn.execute(text(CHECK.format(source) + where), bounds).one()
+            after = conn.execute(text(CHECK.format(target) + where), bounds).one()
+            if tuple(before) != tuple(after):
+                raise RuntimeError(
+                    f"copy of {source} into {target} does not add up for ids {start}.."
+                    f"{start + BATCH - 1}: {tuple(before)} != {tuple(after)}; nothing was changed"
+                )
     conn.execute(text(f"DROP TABLE {source}"))
