@@ -189,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tokenbridge: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except (OSError, SQLAlchemyError) as error:
-        print(f"tokenbridge: database unavailable or failing: {_first_line(error)}",
-              file=sys.stderr)  # fmt: skip
+        line = _first_line(error)
+        hint = "; run `tokenbridge migrate` first" if _unmigrated(line) else ""
+        print(f"tokenbridge: database unavailable or failing: {line}{hint}", file=sys.stderr)
         return EXIT_RUNTIME
     return 0
 
@@ -210,6 +211,10 @@ def _run(config: Config, args: argparse.Namespace) -> None:
         asyncio.run(_restore(config, args.restore))
     else:
         asyncio.run(_report(config, args))
+
+
+def _unmigrated(message: str) -> bool:
+    return "no such table" in message or ("relation" in message and "does not exist" in message)
 
 
 def _first_line(error: BaseException) -> str:
