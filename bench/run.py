@@ -12,7 +12,9 @@ Every ratio is taken between two figures measured in this run, so it holds on a 
 - half load: the gRPC rate halved, for the ack latency against the flush interval;
 - overload: many more requests in flight than the queue takes: retryable answers, RSS, and
   the SQL total checked against what the load process saw acknowledged;
-- persistence: the same reports through ``SqlSink.write`` and through a seed-style writer.
+- persistence: the same reports through ``SqlSink.write`` and through a seed-style writer;
+- source rule: a mixed spans + GenAI metrics load under ``sources.genai_metrics: auto``
+  (the default) beside ``false`` (``bench.sources``; alone: ``python -m bench.sources``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from bench import sources
 from bench.bridge import Bridge, load
 from bench.common import drop_all, fresh_postgres, fresh_sqlite, scalar
 from bench.seed_writer import rows_per_second
@@ -175,6 +178,8 @@ async def bench_database(database: str, duration: float, workers: int, ceiling: 
     row(f"{database} persistence (2000-report batches)",
         f"SqlSink {ours:,.0f} rows/s", f"seed-style ORM {seed:,.0f} rows/s",
         target(ours >= 30 * seed, f"{ours / seed:.0f}x, target >= 30x"))  # fmt: skip
+    auto, off = await sources.compare(database, duration, rounds=2)
+    row(f"{database} source rule, mixed spans + metrics", *sources.line(auto, off))
     await drop_all()
 
 

@@ -110,15 +110,23 @@ class CommitConfig(Section):
 
 
 class SourcesConfig(Section):
-    """Which inputs count. The GenAI semconv metrics repeat the usage of the spans of the same
-    calls (the official instrumentations emit both), so by default spans count and those
-    metrics do not; custom counters always count."""
+    """Which inputs count; custom counters (``mapping.counters``) always do. By default
+    both kinds of GenAI producer count once (the source rule)."""
 
     spans: bool = True
-    genai_metrics: bool = False
-    """Count the GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
-    Off by default: instrumentations that emit them also emit spans for the same calls."""
+    genai_metrics: bool | Literal["auto"] = "auto"
+    """The GenAI semconv metrics (``gen_ai.client.token.usage``, the draft counters).
+    ``auto``: the source rule (a producer's points count until its first usage span, then
+    its spans; ``collector.aggregation.sources``); ``true``: every point counts (spans
+    too, unless ``spans: false``); ``false``: none does."""
     gateway: bool = True
+
+    @field_validator("genai_metrics", mode="before")
+    @classmethod
+    def _auto_or_flag(cls, value: object) -> object:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"expected auto, true or false, got {value!r}")
 
 
 class MappingConfig(Section):

@@ -172,3 +172,9 @@ TOKEN_TYPE_FIELDS: Mapping[str, str] = {"input": "input_token", "output": "outpu
 """``gen_ai.token.type`` of a ``gen_ai.client.token.usage`` series -> report field."""
 REQUEST_COUNTING_TOKEN_TYPE = "input"
 """The histogram series whose ``count`` is the number of requests (every call has input)."""
+
+# Resource: who produced an item (the source rule of ``collector.aggregation.sources``)
+SERVICE_NAMESPACE = "service.namespace"
+SERVICE_NAME = "service.name"
+SERVICE_INSTANCE_ID = "service.instance.id"
+PRODUCER_IDENTITY = (SERVICE_NAMESPACE, SERVICE_NAME, SERVICE_INSTANCE_ID)

@@ -17,6 +17,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -56,6 +57,7 @@ class Signal(enum.StrEnum):
 
     TRACES = "traces"
     METRICS = "metrics"
+    LOGS = "logs"
     GATEWAY = "gateway"
 
 
@@ -125,6 +127,30 @@ class Reject:
     received_at: int
 
 
+class Ignored(enum.StrEnum):
+    """Why an item received was neither counted nor rejected (the ``reason`` label of
+    ``tokenbridge.reports.ignored``). Every item of a request ends accepted, rejected or
+    ignored with one of these."""
+
+    NOT_USAGE_SPAN = "not a usage span"
+    """A span with no token attribute and no partial-stream evidence (HTTP, database, ...)."""
+    REPEATS_CHILDREN = "repeats its children's usage"
+    """Agent, tool and workflow spans or points: their usage is their children's."""
+    FROM_SPANS = "counted from the producer's spans"
+    """A GenAI metric point after its producer's switch to spans (the source rule)."""
+    FROM_METRICS = "counted from the producer's metrics"
+    """A usage span that ended before its producer's switch: its metric points counted it."""
+    UNUSED_METRIC = "unused metric"
+    """A data point of a metric tokenbridge does not read (or of a type it does not read)."""
+    NO_RECORDED_VALUE = "no recorded value"
+    """A point flagged NoRecordedValue (a stream that stopped reporting)."""
+    LOG_RECORD = "log record"
+    """OTLP logs are answered, never read."""
+    SPANS_OFF = "spans not counted (sources.spans: false)"
+    GENAI_METRICS_OFF = "GenAI metrics not counted (sources.genai_metrics: false)"
+    GATEWAY_OFF = "gateway pushes not counted (sources.gateway: false)"
+
+
 @dataclass(frozen=True, slots=True)
 class PointSample:
     """A metric point's tokens and requests, with the stream it belongs to."""
@@ -157,21 +183,54 @@ class PointSample:
         raise ValueError(f"not a token field: {self.field}")
 
 
+Identity = tuple[str | None, str | None, str | None]
+"""A producer's ``service.namespace``, ``service.name`` and ``service.instance.id``."""
+
+
+@dataclass(slots=True)
+class ProducerItems:
+    """One request's usage spans and GenAI metric points of one producer. The source rule
+    (``collector.aggregation.sources``) decides in the commit transaction which count; the
+    others are added to ``ignored``, the request's own tally, once the transaction commits."""
+
+    key: str
+    identity: Identity
+    ignored: Counter[str]
+    spans: list[UsageReport] = dataclasses.field(default_factory=list)
+    ends: list[int] = dataclasses.field(default_factory=list)
+    """UnixNano end of each span, in ``spans`` order."""
+    points: list[PointSample] = dataclasses.field(default_factory=list)
+    """Cumulative points (their deltas are taken in the transaction)."""
+    deltas: list[tuple[int, UsageReport | None]] = dataclasses.field(default_factory=list)
+    """Delta points: (UnixNano time, report; None when the point is zero)."""
+
+    def __len__(self) -> int:
+        return len(self.spans) + len(self.points) + len(self.deltas)
+
+
 @dataclass(slots=True)
 class Work:
-    """What one request hands to the commit: reports, cumulative samples and rejects."""
+    """What one request hands to the commit: reports, cumulative samples, the items under
+    the source rule, rejects, and the reasons of the items ignored (this request's)."""
 
     reports: list[UsageReport] = dataclasses.field(default_factory=list)
     samples: list[PointSample] = dataclasses.field(default_factory=list)
     rejects: list[Reject] = dataclasses.field(default_factory=list)
+    producers: list[ProducerItems] = dataclasses.field(default_factory=list)
+    ignored: Counter[str] = dataclasses.field(default_factory=Counter)
+    """Not merged by ``extend``: each request keeps its own."""
+    taken: int = 0
+    """Items accepted at ingest (the source rule may yet ignore some of them)."""
 
     def __len__(self) -> int:
-        return len(self.reports) + len(self.samples) + len(self.rejects)
+        ruled = sum(len(p) for p in self.producers) if self.producers else 0
+        return len(self.reports) + len(self.samples) + len(self.rejects) + ruled
 
     def extend(self, other: Work) -> None:
         self.reports.extend(other.reports)
         self.samples.extend(other.samples)
         self.rejects.extend(other.rejects)
+        self.producers.extend(other.producers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +251,16 @@ CommitListener = Callable[[Committed], None]
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """A committed request's answer: what it took and what it rejected, and why."""
+    """A committed request's answer: what it took, rejected and ignored, and why. Per
+    request ``accepted + rejected + ignored`` = items received (spans, data points, gateway
+    objects, log records)."""
 
     accepted: int
     rejected: int
     message: str
     """Readable reasons of the first rejects (OTLP ``partial_success.error_message``)."""
+    ignored: int = 0
+    """Items neither counted nor rejected, each for an ``Ignored`` reason."""
 
 
 class BatchWriter(Protocol):

@@ -5,6 +5,9 @@ acknowledged, not what was merely received:
 
 - ``tokenbridge.reports.accepted``: reports and cumulative samples of committed requests;
 - ``tokenbridge.reports.rejected``: bad items committed to the reject table;
+- ``tokenbridge.reports.ignored``: items of answered requests neither counted nor rejected,
+  by ``reason`` (``collector.model.Ignored``: not a usage span, counted from the producer's
+  spans, unused metric, log record, ...);
 - ``tokenbridge.reports.deduplicated``: reports already committed before (same dedup key);
 - ``tokenbridge.reports.committed``: new reports counted in the rollups;
 - ``tokenbridge.commit.duration``: seconds per committed transaction (histogram);
@@ -20,15 +23,16 @@ to its receivers; nothing here touches global state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from collector.model import BatchWriter, Committed, Work
+from collector.model import BatchWriter, Committed, Ignored, Work
 
 REPORTS_ACCEPTED = "tokenbridge.reports.accepted"
 REPORTS_REJECTED = "tokenbridge.reports.rejected"
+REPORTS_IGNORED = "tokenbridge.reports.ignored"
 REPORTS_DEDUPLICATED = "tokenbridge.reports.deduplicated"
 REPORTS_COMMITTED = "tokenbridge.reports.committed"
 COMMIT_DURATION = "tokenbridge.commit.duration"
@@ -45,6 +49,8 @@ class TelemetrySink(Protocol):
     def committed(self, committed: Committed) -> None: ...
 
     def failed(self) -> None: ...
+
+    def ignored(self, reasons: Mapping[str, int]) -> None: ...
 
     def retryable(self, transport: str) -> None: ...
 
@@ -67,6 +73,8 @@ class SelfTelemetry:
             REPORTS_ACCEPTED, report, "Reports and cumulative samples of committed requests")
         self._rejected = meter.create_counter(
             REPORTS_REJECTED, report, "Bad items kept in the reject table")
+        self._ignored = meter.create_counter(
+            REPORTS_IGNORED, "{item}", "Items neither counted nor rejected, by reason")
         self._deduplicated = meter.create_counter(
             REPORTS_DEDUPLICATED, report, "Reports committed before (same dedup key), skipped")
         self._committed = meter.create_counter(
@@ -89,6 +97,8 @@ class SelfTelemetry:
             counter.add(0)
         for transport in TRANSPORTS:
             self._retryable.add(0, {"transport": transport})
+        for reason in Ignored:
+            self._ignored.add(0, {"reason": reason.value})
 
     def watch_pending(self, pending: Callable[[], int]) -> None:
         self._pending = pending
@@ -111,6 +121,11 @@ class SelfTelemetry:
 
     def failed(self) -> None:
         self._errors.add(1)
+
+    def ignored(self, reasons: Mapping[str, int]) -> None:
+        for reason, items in reasons.items():
+            if items:
+                self._ignored.add(items, {"reason": str(reason)})
 
     def _observe_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self._pending())]

@@ -11,7 +11,7 @@ import heapq
 import itertools
 
 from collector.errors import RetryableError
-from collector.model import Committed, Work
+from collector.model import Committed, UsageReport, Work
 
 
 @dataclasses.dataclass
@@ -34,13 +34,14 @@ class RecordingSink:
         self.gate.set()
 
     async def write(self, work: Work) -> Committed:
-        self.started.append([r.dedup_key for r in work.reports])
+        reports = counted(work)
+        self.started.append([r.dedup_key for r in reports])
         await self.gate.wait()
         if self.down:
             raise RetryableError("database unavailable")
-        self.batches.append([r.dedup_key for r in work.reports])
+        self.batches.append([r.dedup_key for r in reports])
         self.rejects += len(work.rejects)
-        return Committed(work.reports, 0, len(work.rejects), 0.0, len(work.reports))
+        return Committed(reports, 0, len(work.rejects), 0.0, len(reports))
 
     async def ping(self) -> bool:
         return not self.down
@@ -49,6 +50,14 @@ class RecordingSink:
     def committed(self) -> int:
         """Reports committed in all."""
         return sum(len(batch) for batch in self.batches)
+
+
+def counted(work: Work) -> list[UsageReport]:
+    """The reports of ``work``, its items under the source rule included: this sink keeps
+    no producer state, so it counts every usage span and delta point (the SQL sink decides)."""
+    ruled = [r for p in work.producers for r in p.spans]
+    ruled += [r for p in work.producers for _at, r in p.deltas if r is not None]
+    return [*work.reports, *ruled]
 
 
 class ManualClock:

@@ -112,7 +112,7 @@ def post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
 
 def send_gateway(http: str) -> None:
     url = f"{http}/v2/usage/gateway-metrics"
-    assert post(url, GATEWAY) == (200, {"accepted": 3, "rejected": 0, "message": ""})
+    assert post(url, GATEWAY) == (200, {"accepted": 3, "rejected": 0, "ignored": 0, "message": ""})
     assert post(url, DUPLICATE)[1]["accepted"] == 1
     status, answer = post(url, REJECTED)
     assert (status, answer["accepted"], answer["rejected"]) == (200, 0, 1)

@@ -47,3 +47,11 @@ class PointItem:
     @property
     def cumulative(self) -> bool:
         return self.temporality == TEMPORALITY_CUMULATIVE
+
+
+@dataclass(slots=True)
+class Unread:
+    """Items a decoder counted without decoding them: data points of a metric tokenbridge
+    does not read, or log records. They are answered as ignored, never in silence."""
+
+    count: int

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from collector.decode.items import Attrs, PointItem, SpanItem
+from collector.decode.items import Attrs, PointItem, SpanItem, Unread
 from collector.errors import PermanentError
 
 
@@ -178,7 +178,23 @@ def _temporality(data: dict[str, Any]) -> int:
     return _uint(data, "aggregationTemporality", "aggregation_temporality")
 
 
-def points(doc: Any, names: frozenset[str]) -> Iterator[PointItem]:
+_METRIC_KINDS = ("sum", "histogram", "gauge", "summary", "exponentialHistogram")
+_SNAKE_KINDS = {"exponentialHistogram": "exponential_histogram"}
+
+
+def _unread(metric: Any, read: tuple[str, ...]) -> Unread | None:
+    """The data points of ``metric`` outside the kinds ``read``, counted."""
+    count = 0
+    for kind in _METRIC_KINDS:
+        if kind not in read:
+            data = _obj(metric, kind, _SNAKE_KINDS.get(kind, kind))
+            count += len(_seq(data, "dataPoints", "data_points")) if data else 0
+    return Unread(count) if count else None
+
+
+def points(doc: Any, names: frozenset[str]) -> Iterator[PointItem | Unread]:
+    """Points of the metrics named in ``names``; the points of other metrics (and of gauges,
+    summaries, exponential histograms) only counted, as ``Unread``."""
     for resource_metrics in _seq(doc, "resourceMetrics", "resource_metrics"):
         resource_obj = _obj(resource_metrics, "resource", "resource")
         resource = attrs(resource_obj.get("attributes"), None)
@@ -187,8 +203,18 @@ def points(doc: Any, names: frozenset[str]) -> Iterator[PointItem]:
             scope = (str(scope_obj.get("name") or ""), str(scope_obj.get("version") or ""))
             for metric in _seq(scope_metrics, "metrics", "metrics"):
                 name = _get(metric, "name", "name")
-                if name in names:
+                read = ("sum", "histogram") if name in names else ()
+                if read:
                     yield from _metric_points(resource, scope, metric)
+                unread = _unread(metric, read) if isinstance(metric, dict) else None
+                if unread is not None:
+                    yield unread
+
+
+def log_records(doc: Any) -> Iterator[Unread]:
+    for resource_logs in _seq(doc, "resourceLogs", "resource_logs"):
+        for scope_logs in _seq(resource_logs, "scopeLogs", "scope_logs"):
+            yield Unread(len(_seq(scope_logs, "logRecords", "log_records")))
 
 
 def _metric_points(resource: Attrs, scope: tuple[str, str], metric: Any) -> Iterator[PointItem]:

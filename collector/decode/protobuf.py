@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from collector.decode.items import Attrs, PointItem, SpanItem
+from collector.decode.items import Attrs, PointItem, SpanItem, Unread
 
 
 def any_value(value: AnyValue) -> Any:
@@ -65,17 +66,33 @@ def spans(request: ExportTraceServiceRequest, wanted: frozenset[str]) -> Iterato
                 )
 
 
-def points(request: ExportMetricsServiceRequest, names: frozenset[str]) -> Iterator[PointItem]:
+_READ_KINDS = frozenset({"sum", "histogram"})
+
+
+def points(
+    request: ExportMetricsServiceRequest, names: frozenset[str]
+) -> Iterator[PointItem | Unread]:
+    """Points of the metrics named in ``names``; the points of other metrics (and of gauges,
+    summaries, exponential histograms) only counted, as ``Unread``."""
     for resource_metrics in request.resource_metrics:
         resource: Attrs | None = None
         for scope_metrics in resource_metrics.scope_metrics:
             scope = (scope_metrics.scope.name, scope_metrics.scope.version)
             for metric in scope_metrics.metrics:
-                if metric.name not in names:
+                data = metric.WhichOneof("data")
+                if metric.name not in names or data not in _READ_KINDS:
+                    if data is not None:
+                        yield Unread(len(getattr(metric, data).data_points))
                     continue
                 if resource is None:
                     resource = all_attrs(resource_metrics.resource.attributes)
                 yield from _metric_points(resource, scope, metric)
+
+
+def log_records(request: ExportLogsServiceRequest) -> Iterator[Unread]:
+    for resource_logs in request.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            yield Unread(len(scope_logs.log_records))
 
 
 def _metric_points(resource: Attrs, scope: tuple[str, str], metric: Any) -> Iterator[PointItem]:

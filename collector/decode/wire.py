@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as lpb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.decode import json as otlp_json
 from collector.decode import protobuf as pb
-from collector.decode.items import PointItem, SpanItem
+from collector.decode.items import PointItem, SpanItem, Unread
 from collector.errors import PermanentError
 from collector.model import Encoding, IngestResult, Signal
 
@@ -51,23 +52,40 @@ def spans(encoding: Encoding, body: bytes, wanted: frozenset[str]) -> Iterator[S
     return otlp_json.spans(load_json(body), wanted)
 
 
-def points(encoding: Encoding, body: bytes, names: frozenset[str]) -> Iterator[PointItem]:
-    """The points of the metrics named ``names`` in an OTLP metrics export."""
+def points(
+    encoding: Encoding, body: bytes, names: frozenset[str]
+) -> Iterator[PointItem | Unread]:
+    """The points of the metrics named ``names`` in an OTLP metrics export; the points of
+    the others only counted (``Unread``)."""
     if encoding is Encoding.PROTOBUF:
         return pb.points(parse(mpb.ExportMetricsServiceRequest(), body), names)
     return otlp_json.points(load_json(body), names)
 
 
-def gateway(body: bytes) -> list[Any]:
-    """GPUStack's gateway push: one object or a list of them."""
+def logs(encoding: Encoding, body: bytes) -> Iterator[Unread]:
+    """The log records of an OTLP logs export, counted, never read."""
+    if encoding is Encoding.PROTOBUF:
+        return pb.log_records(parse(lpb.ExportLogsServiceRequest(), body))
+    return otlp_json.log_records(load_json(body))
+
+
+def gateway(body: bytes) -> list[dict[str, Any]]:
+    """GPUStack's gateway push: one object or a list of them; anything else (a string, a
+    number, a list holding one) is a bad request."""
     doc = load_json(body)
-    return doc if isinstance(doc, list) else [doc]
+    items = doc if isinstance(doc, list) else [doc]
+    for item in items:
+        if not isinstance(item, dict):
+            kind = type(item).__name__
+            raise PermanentError(f"expected a JSON object or a list of objects, got {kind}")
+    return items
 
 
 def answer(signal: Signal, encoding: Encoding, result: IngestResult) -> bytes:
     """The response body of a committed request, in the request's encoding."""
     if signal is Signal.GATEWAY:
-        doc = {"accepted": result.accepted, "rejected": result.rejected, "message": result.message}
+        doc = {"accepted": result.accepted, "rejected": result.rejected,
+               "ignored": result.ignored, "message": result.message}  # fmt: skip
         return json.dumps(doc).encode()
     response = otlp_response(signal, result)
     if encoding is Encoding.PROTOBUF:
@@ -80,6 +98,7 @@ def answer(signal: Signal, encoding: Encoding, result: IngestResult) -> bytes:
 _RESPONSES: dict[Signal, tuple[type[Message], str]] = {
     Signal.TRACES: (tpb.ExportTraceServiceResponse, "rejected_spans"),
     Signal.METRICS: (mpb.ExportMetricsServiceResponse, "rejected_data_points"),
+    Signal.LOGS: (lpb.ExportLogsServiceResponse, "rejected_log_records"),  # records: ignored
 }
 """An OTLP export's response type and its ``partial_success`` count of rejected items."""
 

@@ -79,7 +79,7 @@ class FieldMapper:
                 self._by_key.setdefault(key, []).append((name, rank))
         self.wanted: frozenset[str] = frozenset(
             key for keys in rules.field_keys.values() for key in keys
-        ) | {conv.OPENINFERENCE_SPAN_KIND}
+        ) | {conv.OPENINFERENCE_SPAN_KIND, *conv.PRODUCER_IDENTITY}
         """Every attribute key the mapping can read: decoders may skip all others."""
         self._operations: dict[str, tuple[bool, Operation | None]] = {}
 

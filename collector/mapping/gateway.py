@@ -1,10 +1,15 @@
 """GPUStack gateway push (``POST /v2/usage/gateway-metrics``) -> usage report.
 
 The body is GPUStack's ``ModelUsageMetrics``: one object or a list. Unknown fields are ignored.
-The idempotency key is ``request_id`` when sent, else a digest of the canonical object, so a
-resent push counts once. A report with no tokens and no partial-stream evidence carries no usage
-(GPUStack gateways send such a zero report before a fallback retry with the same request id):
-it is skipped, so it cannot take the request id from the real report.
+Every push is one request, as in GPUStack, zero tokens included (a stream cut before its first
+chunk, a call that ended with no usage chunk; estimated by the seed's rules when ``completed``
+is false).
+
+The idempotency key is a digest of the canonical object (keys sorted), ``request_id``
+included. Not ``request_id`` alone: a gateway's fallback retry sends a zero-token report and
+then the real one with the same ``request_id``, and GPUStack counts both requests and the real
+one's tokens; their bodies differ, so they get two keys. An identical resend of either (a
+retry after a lost answer, a replayed log) has the same body and counts once.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ _IDS = ("model_id", "provider_id", "model_route_id", "cluster_id")
 _TEXTS = ("provider_name", "provider_type", "user_id", "access_key", "organization_id")
 
 
-def gateway_report(item: Any, mapper: FieldMapper, received_at: int) -> UsageReport | None:
-    """The push's report, or None when it carries no usage. Raises ``BadValue``."""
-    if not isinstance(item, dict):
-        raise BadValue(f"expected an object, got {type(item).__name__}")
+def gateway_report(item: dict[str, Any], mapper: FieldMapper, received_at: int) -> UsageReport:
+    """The push's report. Raises ``BadValue``."""
     model = item.get("model")
     if model is None or model == "":
         raise BadValue("model: missing")
+    if not isinstance(model, str):
+        raise BadValue(f"model: expected a string, got {type(model).__name__}")
     fields: dict[str, Any] = {"model": as_text("model", model)}
     for name in _COUNTS:
         if item.get(name) is not None:
@@ -39,13 +44,11 @@ def gateway_report(item: Any, mapper: FieldMapper, received_at: int) -> UsageRep
         if item.get(name) is not None:
             fields[name] = as_text(name, item[name])
     request_count = as_count("request_count", item.get("request_count", 1))
-    if not any(fields.get(name) for name in _COUNTS):
-        return None
     request_id = item.get("request_id")
     request_id = None if request_id in (None, "") else as_text("request_id", request_id)
     return UsageReport(
         source=Source.GATEWAY,
-        dedup_key=f"gw:{request_id}" if request_id else "gw-body:" + digest(item),
+        dedup_key="gw:" + digest(item),
         received_at=received_at,
         request_count=request_count,
         completed=as_flag("completed", item.get("completed", False)),

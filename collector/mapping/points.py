@@ -18,7 +18,7 @@ from collector import conventions as conv
 from collector.decode.items import FLAG_NO_RECORDED_VALUE, PointItem
 from collector.mapping.fields import FieldMapper
 from collector.mapping.values import BadValue, as_count
-from collector.model import PointSample, Source, UsageReport, digest
+from collector.model import Ignored, PointSample, Source, UsageReport, digest
 
 TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS) - {"total_token"}
 MAX_NANOS = 2**63 - 1
@@ -51,13 +51,13 @@ class MetricRules:
 
 def point_sample(
     point: PointItem, rules: MetricRules, mapper: FieldMapper, received_at: int
-) -> PointSample | None:
-    """The point's sample, or None when it carries no usage. Raises ``BadValue``."""
-    if point.flags & FLAG_NO_RECORDED_VALUE or point.temporality not in (1, 2):
-        return None
+) -> PointSample | Ignored:
+    """The point's sample, or why it carries no usage. Raises ``BadValue``."""
+    if point.flags & FLAG_NO_RECORDED_VALUE:
+        return Ignored.NO_RECORDED_VALUE
     field, counts_requests = _target(point, rules)
-    if field is None:
-        return None
+    if field is None or point.temporality not in (1, 2):
+        return Ignored.UNUSED_METRIC
     if point.start_ns > MAX_NANOS or point.time_ns > MAX_NANOS:
         # Stream state and keys hold nanoseconds in signed 64-bit columns.
         raise BadValue(f"{point.metric}: timestamp past 2262 (over 2**63-1 ns)")
@@ -69,7 +69,7 @@ def point_sample(
         raise BadValue(f"{point.metric}: model missing (gen_ai.request.model or an alias)")
     skip, operation = mapper.operation(mapper.raw("operation", point.attrs, point.resource)[1])
     if skip:
-        return None
+        return Ignored.REPEATS_CHILDREN
     for name in conv.TOKEN_FIELDS:
         fields.pop(name, None)
     identity = (point.resource, point.scope, point.metric, point.unit, point.attrs)

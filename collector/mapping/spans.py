@@ -16,8 +16,17 @@ from collector.model import Source, UsageReport, digest
 _TOKEN_FIELDS = frozenset(conv.TOKEN_FIELDS)
 
 
+def repeats_children(span: SpanItem, mapper: FieldMapper) -> bool:
+    """An agent, tool or workflow span (by OpenInference kind or operation name)."""
+    kind = span.attrs.get(conv.OPENINFERENCE_SPAN_KIND)
+    if isinstance(kind, str) and kind.upper() in mapper.rules.skipped_span_kinds:
+        return True
+    return mapper.operation(mapper.raw("operation", span.attrs, span.resource)[1])[0]
+
+
 def span_report(span: SpanItem, mapper: FieldMapper, received_at: int) -> UsageReport | None:
-    """The span's report, or None when it is not a usage report. Raises ``BadValue``."""
+    """The span's report, or None when it is not a usage report (``repeats_children`` tells
+    which of the two reasons). Raises ``BadValue``."""
     attrs = span.attrs
     kind = attrs.get(conv.OPENINFERENCE_SPAN_KIND)
     if isinstance(kind, str) and kind.upper() in mapper.rules.skipped_span_kinds:

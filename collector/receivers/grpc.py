@@ -1,4 +1,5 @@
-"""OTLP/gRPC receiver: TraceService and MetricsService ``Export``, bytes to the ingest core.
+"""OTLP/gRPC receiver: TraceService, MetricsService and LogsService ``Export``, bytes to the
+ingest core (log records are answered and counted as ignored).
 
 Transport only: the handler takes the raw request bytes (no grpc deserializer), hands them to
 ``Ingest.export`` and returns its protobuf answer as is (no serializer); a refusal becomes the
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as lpb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
@@ -95,6 +97,8 @@ class GrpcReceiver:
                      _Export(ingest, Signal.TRACES, retryable).export),
             _service(mpb.DESCRIPTOR.services_by_name["MetricsService"].full_name,
                      _Export(ingest, Signal.METRICS, retryable).export),
+            _service(lpb.DESCRIPTOR.services_by_name["LogsService"].full_name,
+                     _Export(ingest, Signal.LOGS, retryable).export),
         ))  # fmt: skip
         address = f"{host}:{port}"
         if tls is None:

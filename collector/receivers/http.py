@@ -70,6 +70,10 @@ class HttpRoutes:
     async def metrics(self, request: web.Request) -> web.Response:
         return await self._export(request, Signal.METRICS, _otlp_encoding)
 
+    async def logs(self, request: web.Request) -> web.Response:
+        """OTLP logs: answered as OTLP expects, every record counted as ignored."""
+        return await self._export(request, Signal.LOGS, _otlp_encoding)
+
     async def gateway(self, request: web.Request) -> web.Response:
         """GPUStack's ``POST /v2/usage/gateway-metrics``: one object or a list."""
         return await self._export(request, Signal.GATEWAY, _gateway_encoding)
@@ -114,6 +118,7 @@ def build_app(
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.router.add_post("/v1/traces", routes.traces)
     app.router.add_post("/v1/metrics", routes.metrics)
+    app.router.add_post("/v1/logs", routes.logs)
     app.router.add_post("/v2/usage/gateway-metrics", routes.gateway)
     app.router.add_get("/healthz", routes.healthz)
     app.router.add_get("/readyz", routes.readyz)

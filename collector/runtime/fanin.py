@@ -10,7 +10,8 @@ Messages on the queue (plain tuples):
 - ``("ready", worker, grpc_port, http_port)`` once the worker's receivers listen;
 - ``("committed", worker, rows, duplicates, rejects, seconds, accepted)`` after each commit;
 - ``("failed", worker)`` after a failed transaction, ``("retryable", worker, transport)`` after
-  a retryable answer, ``("pending", worker, reports)`` every second (self-telemetry);
+  a retryable answer, ``("ignored", worker, {reason: items})`` after a request that ignored
+  items, ``("pending", worker, reports)`` every second (self-telemetry);
 - ``("stopped", worker)`` after the worker's graceful shutdown, its last message.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from collector.model import Committed, Operation, Source, UsageReport
@@ -85,6 +86,9 @@ class RemoteTelemetry:
 
     def failed(self) -> None:
         self._outbox.put(("failed", self._worker))
+
+    def ignored(self, reasons: Mapping[str, int]) -> None:
+        self._outbox.put(("ignored", self._worker, {str(k): n for k, n in reasons.items()}))
 
     def retryable(self, transport: str) -> None:
         self._outbox.put(("retryable", self._worker, transport))

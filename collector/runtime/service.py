@@ -149,6 +149,7 @@ class Service:
             config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=lim.settings(),
+            on_ignored=self.telemetry.ignored if self.telemetry is not None else None,
             horizon=horizon,
         )
         r = config.receivers

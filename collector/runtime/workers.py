@@ -170,6 +170,8 @@ class Supervisor:
             self.telemetry.failed()
         elif self.telemetry is not None and kind == "retryable":
             self.telemetry.retryable(message[2])
+        elif self.telemetry is not None and kind == "ignored":
+            self.telemetry.ignored(message[2])
 
     def _watch(self) -> None:
         """Restart a worker that died while serving."""

@@ -141,3 +141,17 @@ metric_streams = Table(
     Index("ix_metric_streams_updated_at", "updated_at"),
 )
 """Last point of each cumulative stream (``collector.aggregation.cumulative``)."""
+
+producer_sources = Table(
+    "producer_sources",
+    metadata,
+    Column("producer_key", String(32), primary_key=True),
+    Column("service_namespace", String(255)),
+    Column("service_name", String(255)),
+    Column("service_instance_id", String(255)),
+    Column("spans", Boolean, nullable=False),
+    Column("metrics_until", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+"""Per producer, where its usage counts from (``collector.aggregation.sources``): metric
+points up to ``metrics_until`` (UnixNano, -1: none), its usage spans after it once ``spans``."""

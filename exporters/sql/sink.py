@@ -1,6 +1,8 @@
 """The SQL sink: one transaction per group commit.
 
 In the transaction, in this order (every step sorted by key, so replicas lock in one order):
+0. the source rule decides which usage spans and GenAI metric points count
+   (``exporters.sql.sources``, rows of ``producer_sources`` locked when they change);
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
 2. audit rows staged with their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING
    RETURNING dedup_key``; the rows that conflicted leave the stage;
@@ -31,7 +33,7 @@ from collector.aggregation.horizon import REASON, Horizon
 from collector.aggregation.rules import usage_instant_ms
 from collector.errors import RetryableError
 from collector.model import Committed, PointSample, Reject, Source, UsageReport, Work
-from exporters.sql import rejects, schema, staging, streams
+from exporters.sql import rejects, schema, sources, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
@@ -81,7 +83,7 @@ class SqlSink:
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 async with self.engine.begin() as conn:
-                    reports, duplicates, rejected = await self._write(conn, work)
+                    reports, duplicates, ruled, rejected = await self._write(conn, work)
                 break
             except exc.DBAPIError as error:
                 if is_conflict(error) and attempt < CONFLICT_RETRIES:
@@ -97,20 +99,31 @@ class SqlSink:
         seconds = time.perf_counter() - started
         late = rejected - len(work.rejects)  # rejected here: older than retention
         accepted = len(work.reports) + len(work.samples) - late
+        if ruled is not None:
+            accepted += ruled.accepted
+            for tally, reason, items in ruled.ignored:  # committed: now tell each request
+                tally[reason] += items
         return Committed(reports, duplicates, rejected, seconds, accepted)
 
     async def _write(
         self, conn: AsyncConnection, work: Work
-    ) -> tuple[list[UsageReport], int, int]:
-        """(reports counted, duplicates skipped, rejects stored)."""
+    ) -> tuple[list[UsageReport], int, sources.Ruled | None, int]:
+        """(reports counted, duplicates skipped, the source rule's outcome, rejects stored)."""
         now_ms = int(self._clock() * 1000)
         earliest = None if self._horizon is None else self._horizon.earliest_ms(now_ms)
         reports = list(work.reports)
         rejected = list(work.rejects)
-        if work.samples:
+        samples: Sequence[PointSample] = work.samples
+        ruled = None
+        if work.producers:  # producer rows are locked before stream rows
+            ruled = await sources.apply(conn, self._insert, work.producers, self._now())
+            reports.extend(ruled.reports)
+            samples = [*samples, *ruled.samples]
+        if samples or (ruled is not None and ruled.muted):
+            muted = ruled.muted if ruled is not None else ()
             earliest_ns = None if earliest is None else earliest * 1_000_000
             found, late = await streams.deltas(
-                conn, self._insert, work.samples, self._now(), earliest_ns
+                conn, self._insert, samples, self._now(), muted, earliest_ns
             )
             reports.extend(found)
             rejected.extend(self._late_sample(s, now_ms) for s in late)
@@ -126,7 +139,7 @@ class SqlSink:
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
             await rejects.prune(conn, self._max_reject_rows)
-        return new, len(reports) - len(new), len(rejected)
+        return new, len(reports) - len(new), ruled, len(rejected)
 
     def _late_report(self, report: UsageReport, now_ms: int) -> Reject:
         assert self._horizon is not None

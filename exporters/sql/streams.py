@@ -28,15 +28,20 @@ async def deltas(
     insert: InsertBuilder,
     samples: Sequence[PointSample],
     now: datetime,
+    muted: Sequence[PointSample] = (),
     earliest_ns: int | None = None,
 ) -> tuple[list[UsageReport], list[PointSample]]:
-    """(delta reports, samples older than retention). With ``earliest_ns`` (the retention
-    horizon), a sample whose stream state is older than the horizon, or that has no state
-    and a start time before it (its state pruned, or a stream first seen that long after it
-    began), cannot be told apart from usage counted before: it is returned as too old, and
-    becomes the stream's state, so the stream's next points count from it."""
+    """(reports of the deltas of ``samples``, samples older than retention). ``muted``
+    samples (ignored by the source rule) advance their streams' state like the others but
+    yield no report, so a stream that switches between counted and ignored counts each token
+    once. With ``earliest_ns`` (the retention horizon), a sample whose stream state is older
+    than the horizon, or that has no state and a start time before it (its state pruned, or a
+    stream first seen that long after it began), cannot be told apart from usage counted
+    before: it is returned as too old, and becomes the stream's state, so the stream's next
+    points count from it."""
     table = schema.metric_streams
-    ordered = sorted(samples, key=lambda s: (s.stream_key, s.time_ns))
+    silent = {id(s) for s in muted}
+    ordered = sorted([*samples, *muted], key=lambda s: (s.stream_key, s.time_ns))
     keys = sorted({s.stream_key for s in ordered})
     state: dict[str, StreamState | None] = {}
     for start in range(0, len(keys), MAX_KEYS):
@@ -63,6 +68,8 @@ async def deltas(
         value, count, new_state = delta(before, sample.time_ns, sample.value, sample.count)
         if new_state is not None:
             state[sample.stream_key] = changed[sample.stream_key] = new_state
+        if id(sample) in silent:
+            continue
         if earliest_ns is not None and _too_old(before, sample, earliest_ns):
             late.append(sample)
         elif value or count:

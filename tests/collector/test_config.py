@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collector.config import CommitConfig, Config, LimitsConfig
+import pytest
+from pydantic import ValidationError
+
+from collector.config import CommitConfig, Config, LimitsConfig, SourcesConfig
 from collector.mapping.limits import Limits
 
 
@@ -27,3 +30,11 @@ def test_limits_come_from_the_limits_section() -> None:
     assert Config().limits.settings() == Limits(100_000, 256, 4096, 10**12)
     custom = LimitsConfig(max_items=50, max_attributes=8, max_value_length=300, max_count=99)
     assert custom.settings() == Limits(50, 8, 300, 99)
+
+
+def test_genai_metrics_is_auto_by_default_and_takes_a_flag_or_auto_only() -> None:
+    assert Config().sources.genai_metrics == "auto"
+    assert [SourcesConfig(genai_metrics=v).genai_metrics for v in ("auto", True, False)] == [
+        "auto", True, False]  # fmt: skip
+    with pytest.raises(ValidationError, match="expected auto, true or false, got 'maybe'"):
+        SourcesConfig(genai_metrics="maybe")

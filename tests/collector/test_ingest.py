@@ -13,7 +13,7 @@ from collector.decode.items import SpanItem
 from collector.ingest import YIELD_EVERY, Ingest
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.points import MetricRules
-from collector.model import Encoding, Signal
+from collector.model import Encoding, Signal, digest
 from tests.fakes import ManualClock, RecordingSink, fixed_clock
 
 
@@ -44,7 +44,7 @@ async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None
     mapped, _ = await asyncio.gather(ingest.map(Signal.TRACES, spans()), other())
     await commit.submit(mapped)
     await commit.shutdown()
-    assert (len(mapped.reports), len(sink.batches[0])) == (count, count)
+    assert (mapped.taken, len(sink.batches[0])) == (count, count)
     # The other task ran between chunks of the request, not only before and after it.
     first, last = events.index("span"), len(events) - events[::-1].index("span") - 1
     assert events[first:last].count("other") == count // YIELD_EVERY - 1
@@ -53,10 +53,11 @@ async def test_a_large_request_lets_other_tasks_run_while_it_is_mapped() -> None
 async def test_every_signal_answers_its_counts_in_its_encoding() -> None:
     sink = RecordingSink()
     ingest, commit = await _ingest(sink)
-    gateway = json.dumps([{"model": "m", "input_token": 3, "request_id": "r1"},
-                          {"model": "", "input_token": 1}]).encode()  # fmt: skip
+    pushed = {"model": "m", "input_token": 3, "request_id": "r1"}
+    gateway = json.dumps([pushed, {"model": "", "input_token": 1}]).encode()
     answer = await ingest.export(Signal.GATEWAY, Encoding.JSON, gateway)
-    assert json.loads(answer) == {"accepted": 1, "rejected": 1, "message": "model: missing"}
+    assert json.loads(answer) == {"accepted": 1, "rejected": 1, "ignored": 0,
+                                  "message": "model: missing"}  # fmt: skip
     span = {"traceId": "01" * 16, "spanId": "02" * 8, "name": "chat", "attributes": [
         {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
         {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "4"}}]}  # fmt: skip
@@ -64,4 +65,5 @@ async def test_every_signal_answers_its_counts_in_its_encoding() -> None:
     answer = await ingest.export(Signal.TRACES, Encoding.JSON, json.dumps(doc).encode())
     assert json.loads(answer) == {}  # nothing rejected: no partialSuccess
     await commit.shutdown()
-    assert sink.batches == [["gw:r1"], [f"{'01' * 16}/{'02' * 8}"]] and sink.rejects == 1
+    assert sink.batches == [["gw:" + digest(pushed)], [f"{'01' * 16}/{'02' * 8}"]]
+    assert sink.rejects == 1

@@ -192,7 +192,8 @@ async def test_gpustack_signed_push_and_bearer_push_are_counted(
                     "total_token": tokens + 1, "completed": True, "request_id": request_id}
             async with s.post(url, json=body, headers=headers) as response:
                 assert response.status == 200
-                assert await response.json() == {"accepted": 1, "rejected": 0, "message": ""}
+                answer = await response.json()
+                assert answer == {"accepted": 1, "rejected": 0, "ignored": 0, "message": ""}
     assert await _rollup(secured, "gw-signed") == [(31, 3, 3)]
 
 

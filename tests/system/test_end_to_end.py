@@ -111,10 +111,10 @@ async def test_sdk_delta_metrics_commit_exact_rows_once(
     assert sources == [("otlp_metric",)]
 
 
-async def test_genai_metrics_are_not_counted_by_default(
+async def test_genai_metrics_false_counts_and_reads_none(
     sqlite_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
-    server = server_factory(sqlite_url, tmp_path).start()
+    server = server_factory(sqlite_url, tmp_path, {"sources": {"genai_metrics": False}}).start()
 
     def without_model(meter: Meter) -> None:
         _genai_metrics(meter)

@@ -45,27 +45,29 @@ async def test_gateway_pushes_are_counted_once_with_seed_rules(
     partial = {"model": "qwen3", "user_id": 7, "model_id": 3, "access_key": "ak-7",
                "completed": False, "request_content_bytes": 400, "output_chunk_count": 10,
                "completed_at": STAMP + 1}  # fmt: skip
-    assert await push(server, fallback_zero) == (200, {"accepted": 0, "rejected": 0, "message": ""})
-    assert await push(server, real) == (200, {"accepted": 1, "rejected": 0, "message": ""})
+    one = {"accepted": 1, "rejected": 0, "ignored": 0, "message": ""}
+    # A fallback pair: two requests in GPUStack, the real one's tokens.
+    assert await push(server, fallback_zero) == (200, one)
+    assert await push(server, real) == (200, one)
     lots = "input_token: expected a count, got 'lots'"
+    # The real one resent (accepted, counted once), a cut stream, a bad item.
     assert await push(server, [real, partial, {"model": "qwen3", "input_token": "lots"}]) == (
-        200, {"accepted": 2, "rejected": 1, "message": lots})  # fmt: skip
-    assert await push(server, partial) == (200, {"accepted": 1, "rejected": 0, "message": ""})
+        200, {"accepted": 2, "rejected": 1, "ignored": 0, "message": lots})  # fmt: skip
+    assert await push(server, partial) == (200, one)
 
     assert await query(database_url, """
         SELECT model_name, model_id, user_id, access_key, prompt_token_count,
                completion_token_count, prompt_cached_token_count, request_count,
                estimated_request_count FROM model_usages""") == [
-        ("qwen3", 3, "7", "ak-7", 100 + 100, 20 + 20, 60, 2, 1)]  # fmt: skip
+        ("qwen3", 3, "7", "ak-7", 100 + 100, 20 + 20, 60, 3, 1)]  # fmt: skip
     dates = await query(database_url, "SELECT DISTINCT CAST(date AS VARCHAR(10)) FROM model_usages")
     assert dates == [("2023-11-15",)]
     details = await query(database_url, """
-        SELECT dedup_key, prompt_token_count, completion_token_count, total_token_count,
-               request_content_bytes, output_chunk_count FROM model_usage_details
-        ORDER BY dedup_key""")  # fmt: skip
-    assert len(details) == 2
-    assert details[1] == ("gw:req-1", 100, 20, 120, 0, 0)
-    assert details[0][0].startswith("gw-body:") and details[0][1:] == (100, 20, 120, 400, 10)
+        SELECT request_id, prompt_token_count, completion_token_count, total_token_count,
+               request_content_bytes, output_chunk_count, request_count FROM model_usage_details
+        ORDER BY COALESCE(request_id, ''), prompt_token_count""")  # fmt: skip
+    assert details == [(None, 100, 20, 120, 400, 10, 1), ("req-1", 0, 0, 0, 0, 0, 1),
+                       ("req-1", 100, 20, 120, 0, 0, 1)]  # fmt: skip
     assert await query(database_url, "SELECT count(*) FROM usage_rejects") == [(1,)]
 
     report = cli("report", "--database-url", database_url, "--by", "date,model_name,user_id",
@@ -74,13 +76,13 @@ async def test_gateway_pushes_are_counted_once_with_seed_rules(
     assert report.stdout.splitlines() == [
         "date,model_name,user_id,prompt_tokens,completion_tokens,total_tokens,cached_tokens,"
         "cache_write_tokens,reasoning_tokens,requests,estimated_requests",
-        "2023-11-15,qwen3,7,200,40,240,60,0,0,2,1",
+        "2023-11-15,qwen3,7,200,40,240,60,0,0,3,1",
     ]
     as_json = cli("report", "--database-url", database_url, "--by", "access_key",
                   "--from", "2023-11-15", "--to", "2023-11-15", "--format", "json")  # fmt: skip
     assert json.loads(as_json.stdout) == [{
         "access_key": "ak-7", "prompt_tokens": 200, "completion_tokens": 40, "total_tokens": 240,
-        "cached_tokens": 60, "cache_write_tokens": 0, "reasoning_tokens": 0, "requests": 2,
+        "cached_tokens": 60, "cache_write_tokens": 0, "reasoning_tokens": 0, "requests": 3,
         "estimated_requests": 1}]  # fmt: skip
     empty = cli("report", "--database-url", database_url, "--from", "2023-11-16", "--format",
                 "json")  # fmt: skip
@@ -137,7 +139,7 @@ async def test_catalog_validates_and_snapshots_names(
     deleted = {**good, "model_id": 2, "request_id": "gone"}
     reason = "catalog: model id 2 not found"
     assert await push(server, [good, deleted]) == (
-        200, {"accepted": 1, "rejected": 1, "message": reason})  # fmt: skip
+        200, {"accepted": 1, "rejected": 1, "ignored": 0, "message": reason})  # fmt: skip
     assert await query(sqlite_url, "SELECT user_name, api_key_id, api_key_name, cluster_name, "
                        "prompt_token_count FROM model_usages") == [
         ("alice", 30, "ci key", "gpu-a", 5)]  # fmt: skip
@@ -168,17 +170,17 @@ async def test_a_changed_catalog_is_reloaded_and_a_broken_one_ignored(
     call = {"model": "qwen3", "model_id": 1, "user_id": 8, "input_token": 3, "completed": True}
     unknown = "catalog: user '8' not found"
     assert await push(server, {**call, "request_id": "r1"}) == (
-        200, {"accepted": 0, "rejected": 1, "message": unknown})  # fmt: skip
+        200, {"accepted": 0, "rejected": 1, "ignored": 0, "message": unknown})  # fmt: skip
 
     catalog.write_text(alice.replace("alice}]", "alice}, {id: 8, name: bob}]"))
     await _logged(server, "catalog reloaded", 1)
     assert await push(server, {**call, "request_id": "r2"}) == (
-        200, {"accepted": 1, "rejected": 0, "message": ""})  # fmt: skip
+        200, {"accepted": 1, "rejected": 0, "ignored": 0, "message": ""})  # fmt: skip
 
     catalog.write_text("users: [{id: 9, name: carol, age: 3}]\n")  # unknown field: invalid
     await _logged(server, "catalog not reloaded", 1)
     assert await push(server, {**call, "request_id": "r3"}) == (
-        200, {"accepted": 1, "rejected": 0, "message": ""})  # fmt: skip
+        200, {"accepted": 1, "rejected": 0, "ignored": 0, "message": ""})  # fmt: skip
 
     assert await query(sqlite_url, "SELECT request_id, user_name, prompt_token_count "
                        "FROM model_usage_details ORDER BY request_id") == [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
+
 from collector.config import Config
 from collector.model import Committed
 from collector.runtime.workers import Supervisor
@@ -101,4 +103,17 @@ async def test_workers_show_one_consistent_set_of_counters(
         assert scrape["tokenbridge_reports_committed_total"] == rows
         assert scrape["tokenbridge_reports_accepted_total"] == rows
         assert scrape["tokenbridge_database_errors_total"] == 0
+        assert scrape["tokenbridge_reports_ignored_total"] == 0
+    # A worker's ignored items reach the supervisor's counter too.
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{}, {}, {}]}]}]}
+    async with aiohttp.ClientSession() as http, http.post(f"{server.http}/v1/logs",
+                                                          json=logs) as response:  # fmt: skip
+        assert response.status == 200
+    ignored = "tokenbridge_reports_ignored_total"
+    for _ in range(50):
+        seen = (await asyncio.to_thread(_totals, metrics_port))[ignored]
+        if seen:
+            break
+        await asyncio.sleep(0.1)
+    assert seen == 3
     assert server.stop() == 0

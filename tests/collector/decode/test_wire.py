@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 
 from collector.decode import wire
+from collector.decode.items import Unread
 from collector.errors import Kind, PermanentError
 from collector.model import Encoding, IngestResult, Signal
 
@@ -30,11 +32,37 @@ def test_unreadable_bodies_are_permanent_errors_with_the_reason() -> None:
 def test_a_gateway_push_is_one_object_or_a_list() -> None:
     assert wire.gateway(b'{"model": "m"}') == [{"model": "m"}]
     assert wire.gateway(b'[{"model": "a"}, {"model": "b"}]') == [{"model": "a"}, {"model": "b"}]
+    for body in (b'"m"', b"5", b"null", b'[{"model": "a"}, 3]'):
+        with pytest.raises(PermanentError, match="expected a JSON object or a list of objects"):
+            wire.gateway(body)
+
+
+def test_points_of_metrics_not_read_are_counted_not_decoded() -> None:
+    request = mpb.ExportMetricsServiceRequest()
+    metrics = request.resource_metrics.add().scope_metrics.add().metrics
+    gauge = metrics.add(name="process.memory")
+    gauge.gauge.data_points.add(as_int=1)
+    gauge.gauge.data_points.add(as_int=2)
+    summary = metrics.add(name="gen_ai.client.token.usage")  # a name read, a kind not read
+    summary.summary.data_points.add(count=1)
+    body = request.SerializeToString()
+    doc = json.dumps(json_format.MessageToDict(request)).encode()
+    names = frozenset({"gen_ai.client.token.usage"})
+    for encoding, data in ((Encoding.PROTOBUF, body), (Encoding.JSON, doc)):
+        items = list(wire.points(encoding, data, names))
+        assert sum(i.count for i in items if isinstance(i, Unread)) == 3, encoding
+        assert not [i for i in items if not isinstance(i, Unread)]
+
+
+def test_log_records_are_counted() -> None:
+    doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{}, {}]}, {"logRecords": [{}]}]}]}
+    items = list(wire.logs(Encoding.JSON, json.dumps(doc).encode()))
+    assert sum(i.count for i in items) == 3
 
 
 def test_answers_carry_partial_success_only_when_something_was_rejected() -> None:
     clean = IngestResult(3, 0, "")
-    partial = IngestResult(3, 2, "model: missing; model: missing")
+    partial = IngestResult(3, 2, "model: missing; model: missing", ignored=4)
     assert wire.answer(Signal.TRACES, Encoding.JSON, clean) == b"{}"
     assert json.loads(wire.answer(Signal.TRACES, Encoding.JSON, partial)) == {
         "partialSuccess": {"rejectedSpans": "2", "errorMessage": partial.message}}
@@ -43,7 +71,11 @@ def test_answers_carry_partial_success_only_when_something_was_rejected() -> Non
     assert (response.partial_success.rejected_data_points,
             response.partial_success.error_message) == (2, partial.message)  # fmt: skip
     assert json.loads(wire.answer(Signal.GATEWAY, Encoding.JSON, partial)) == {
-        "accepted": 3, "rejected": 2, "message": partial.message}
+        "accepted": 3, "rejected": 2, "ignored": 4, "message": partial.message}
+    # Ignored items are not rejects: OTLP's partial_success stays about rejects only.
+    ignored_only = IngestResult(3, 0, "", ignored=4)
+    assert wire.answer(Signal.TRACES, Encoding.JSON, ignored_only) == b"{}"
+    assert wire.answer(Signal.LOGS, Encoding.PROTOBUF, ignored_only) == b""
 
 
 def test_an_error_body_is_a_google_rpc_status_in_the_request_encoding() -> None:

@@ -163,18 +163,34 @@ def test_gateway_report_follows_gpustack_fields() -> None:
                           "started_at": 0, "completed_at": 1_700_000_000_000,
                           "request_id": "r-1", "ttft_ms": 12, "unknown": "ignored"},
                          MAPPER, NOW)  # fmt: skip
-    assert out is not None
     assert (out.user_id, out.model_id, out.provider_id, out.organization_id) == ("5", 3, 2, "8")
-    assert (out.started_at, out.completed_at, out.dedup_key) == (None, 1_700_000_000_000, "gw:r-1")
+    assert (out.started_at, out.completed_at, out.request_id) == (None, 1_700_000_000_000, "r-1")
     assert (out.input_cached_token, out.request_count, out.operation) == (4, 1, None)
 
 
-def test_gateway_zero_report_is_not_usage_and_typo_operation_reads() -> None:
-    assert gateway_report({"model": "q", "input_token": 0, "output_token": 0,
-                           "request_id": "r"}, MAPPER, NOW) is None  # fmt: skip
+def test_gateway_zero_report_is_a_request_and_typo_operation_reads() -> None:
+    zero = gateway_report({"model": "q", "input_token": 0, "output_token": 0,
+                           "request_id": "r"}, MAPPER, NOW)  # fmt: skip
+    assert (zero.request_count, zero.input_token, zero.output_token) == (1, 0, 0)
     out = gateway_report({"model": "q", "input_token": 1, "operation": "audit_transcription"},
                          MAPPER, NOW)  # fmt: skip
-    assert out is not None and out.operation == Operation.AUDIO_TRANSCRIPTION
+    assert out.operation == Operation.AUDIO_TRANSCRIPTION
     first = gateway_report({"model": "q", "input_token": 1}, MAPPER, NOW)
     again = gateway_report({"input_token": 1, "model": "q"}, MAPPER, NOW + 5)
-    assert first is not None and again is not None and first.dedup_key == again.dedup_key
+    assert first.dedup_key == again.dedup_key
+
+
+def test_gateway_fallback_pair_gets_two_keys_and_a_resend_one() -> None:
+    """The zero report and the real one share a request_id; an identical resend of either
+    (keys in another order) has the key of its original."""
+    zero = {"model": "q", "input_token": 0, "output_token": 0, "request_id": "r-9"}
+    real = {"model": "q", "input_token": 7, "output_token": 3, "request_id": "r-9"}
+    keys = [gateway_report(body, MAPPER, NOW).dedup_key for body in (zero, real)]
+    resent = [gateway_report(dict(reversed(b.items())), MAPPER, NOW + 1).dedup_key
+              for b in (zero, real)]  # fmt: skip
+    assert keys[0] != keys[1] and resent == keys
+
+
+def test_gateway_model_must_be_a_string() -> None:
+    with pytest.raises(BadValue, match="model: expected a string, got int"):
+        gateway_report({"model": 5}, MAPPER, NOW)

@@ -19,6 +19,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgr
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from collector.model import digest
+
 MODELS = ("model-a", "model-b", "model-c")
 USERS = ("user-1", "user-2")
 RETRY_INFO = "google.rpc.retryinfo-bin"
@@ -72,11 +74,11 @@ async def wait_acks(tally: Tally, count: int, timeout: float) -> None:
 
 
 def dedup_key(it: Item) -> str:
-    """The idempotency key the bridge stores for ``it`` (gateway request id, or span ids)."""
+    """The idempotency key the bridge stores for ``it`` (gateway body digest, or span ids)."""
     if it.key.startswith("grpc"):
         trace = hashlib.blake2b(it.key.encode(), digest_size=16).hexdigest()
         return f"{trace}/{hashlib.blake2b(it.key.encode(), digest_size=8).hexdigest()}"
-    return f"gw:{it.key}"
+    return "gw:" + digest(gateway_body([it])[0])
 
 
 def gateway_body(items: Sequence[Item]) -> list[dict[str, object]]:
