@@ -60,7 +60,7 @@ async def test_serve_rejects_a_report_older_than_retention(
     status, answer = await _push(server, body)
     first = (datetime.now(UTC).date() - timedelta(days=30)).isoformat()
     assert (status, answer) == (200, {
-        "accepted": 1, "rejected": 1,
+        "accepted": 1, "rejected": 1, "ignored": 0,
         "message": f"older than retention: day 2023-11-14 is before {first}, the first day kept",
     })  # fmt: skip
     rejected = await asyncio.to_thread(_scrape, port, "tokenbridge_reports_rejected_total")
