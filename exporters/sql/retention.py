@@ -94,8 +94,9 @@ class Pruner:
             last = end
         last -= timedelta(days=1)
         async with self.engine.begin() as conn:
-            await conn.execute(text(f"SELECT pg_advisory_xact_lock({ENSURE_LOCK})"))
+            # Both waits bounded: another replica's creation, then the table's lock.
             await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({ENSURE_LOCK})"))
             created = await conn.run_sync(
                 lambda c: partitions.ensure(c, today, last, self.policy.partition)
             )
