@@ -20,7 +20,7 @@ from collector.tools.synthetic import templates
 
 async def _run(database: str, requests: int, concurrency: int) -> tuple[int, float]:
     url = await fresh_postgres() if database == "postgres" else fresh_sqlite()
-    config = Config.model_validate({"database": {"url": url},
+    config = Config.model_validate({"database": {"url": url}, "metrics": None,
                                     "receivers": {"grpc_port": 0, "http_port": 0}})
     commits: list[tuple[int, float]] = []
     service = Service(config, [lambda c: commits.append((len(c.reports), c.seconds))])

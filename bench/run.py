@@ -13,6 +13,9 @@ Every ratio is taken between two figures measured in this run, so it holds on a 
 - overload: many more requests in flight than the queue takes: retryable answers, RSS, and
   the SQL total checked against what the load process saw acknowledged;
 - persistence: the same reports through ``SqlSink.write`` and through a seed-style writer;
+- pricing: OTLP/gRPC end to end with every span priced (price file rows by prefix and regex,
+  time versions, a tier, the genai-prices fallback) beside ``pricing.enabled: false``,
+  alternating bridges on fresh databases (``--only pricing`` runs just this).
 - source rule: a mixed spans + GenAI metrics load under ``sources.genai_metrics: auto``
   (the default) beside ``false`` (``bench.sources``; alone: ``python -m bench.sources``).
 """
@@ -22,7 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -39,6 +44,15 @@ from collector.tools.synthetic import templates
 
 FLUSH_INTERVAL = 0.1
 OVERLOAD = {"commit": {"max_pending": 20_000}}
+PRICES = """
+prices:
+  - {match: {prefix: "model-00"}, per_million: {input: 0.5, cached_input: 0.25, output: 1.5}}
+  - {match: {regex: "model-0[1-9][0-9]"}, from: "2025-01-01T00:00:00Z",
+     per_million: {input: 2, output: 8}, per_request: 0.0001,
+     tiers: [{above_input_tokens: 100000, per_million: {input: 4, output: 16}}]}
+  - {match: {regex: "model-0[1-9][0-9]"}, from: "2026-06-01T00:00:00Z",
+     per_million: {input: 2.5, output: 10}}
+"""
 ROWS: list[tuple[str, str, str, str]] = []
 
 
@@ -181,6 +195,37 @@ async def bench_database(database: str, duration: float, workers: int, ceiling: 
     auto, off = await sources.compare(database, duration, rounds=2)
     row(f"{database} source rule, mixed spans + metrics", *sources.line(auto, off))
     await drop_all()
+    await bench_pricing(database, duration)
+
+
+async def bench_pricing(database: str, duration: float, rounds: int = 3) -> None:
+    """Committed spans/s with pricing off and on, alternating, best round of each."""
+    prices = Path(tempfile.mkdtemp(prefix="tb-bench-prices-")) / "prices.yaml"
+    prices.write_text(PRICES)
+    configs = {"off": {"pricing": {"enabled": False}},
+               "on": {"pricing": {"path": str(prices), "builtin": True}}}  # fmt: skip
+    best = {"off": 0.0, "on": 0.0}
+    cpu = {"off": 1e9, "on": 1e9}
+    for _ in range(rounds):
+        for mode, extra in configs.items():
+            url = await fresh(database)
+            bridge = Bridge(url, {"commit": {"flush_interval": FLUSH_INTERVAL}, **extra}).start()
+            try:
+                s = await _phase(bridge, url, "grpc", duration)
+            finally:
+                bridge.stop()
+            if mode == "on":
+                priced = await scalar(url, "select count(*) from model_usage_details "
+                                           "where cost_status = 'priced'")  # fmt: skip
+                assert priced == s["committed"], "every span of the load has a price"
+            best[mode] = max(best[mode], s["committed_per_second"])
+            cpu[mode] = min(cpu[mode], s["bridge_cpu"] / max(1, s["committed"]) * 1e6)
+    ratio = best["on"] / best["off"]
+    row(f"{database} pricing on vs off (OTLP/gRPC e2e, best of {rounds})",
+        f"on {best['on']:,.0f} spans/s, bridge {cpu['on']:.0f} us/span",
+        f"off {best['off']:,.0f} spans/s, bridge {cpu['off']:.0f} us/span",
+        target(ratio >= 0.9, f"{ratio:.2f}x, target >= 0.9x"))  # fmt: skip
+    await drop_all()
 
 
 def main() -> None:
@@ -190,7 +235,13 @@ def main() -> None:
     parser.add_argument("--databases", default="postgres,sqlite")
     parser.add_argument("--workers", type=int, default=2, help="the scale-out figure's N")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--only", choices=("pricing",), help="run only this piece")
     args = parser.parse_args()
+    if args.only == "pricing":
+        for database in args.databases.split(","):
+            asyncio.run(bench_pricing(database, args.duration))
+        print("\n" + table())
+        return
     ceiling = decode_ceiling()
     row("decode ceiling (parse + attribute walk, in process)",
         f"{ceiling:,.0f} spans/s ({1e6 / ceiling:.0f} us/span of one core)")  # fmt: skip

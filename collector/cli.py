@@ -1,4 +1,18 @@
-"""``tokenbridge``: serve, migrate, report, prune, archive."""
+"""tokenbridge: meter LLM token usage from OpenTelemetry.
+
+commands:
+  serve      receive OTLP and gateway pushes, commit usage, serve /metrics
+  migrate    bring the database schema up to date
+  prune      remove audit rows past the retention horizon (--dry-run: only count)
+  archive    --restore F: load an archive written by prune back
+  report     usage by key columns over a date range (--rejects: rejected items)
+  rejects    rejects replay: count stored rejects again once their cause is fixed
+  reprice    price the audit rows of some days again from the current price table
+  loadgen    send synthetic usage to a running bridge
+  demo       serve on SQLite, send a short load, print the report
+
+Run ``tokenbridge COMMAND --help`` for a command's options and their defaults.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +20,111 @@ import argparse
 import asyncio
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date
+from typing import Any, NoReturn
 
 from collector import config as config_module
+from collector import logs
 from collector.config import Config, ConfigError
+from collector.origins import Origins
+from collector.startup import EXIT_CONFIG, StartupError
 from collector.tools import demo, loadgen
 from collector.tools.table import render
 
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 1
+FLAGS = {
+    "database.url": "--database-url",
+    "receivers.host": "--host",
+    "receivers.grpc_port": "--grpc-port",
+    "receivers.http_port": "--http-port",
+    "metrics.port": "--metrics-port",
+    "metrics.enabled": "--no-metrics",
+    "log.level": "--log-level",
+    "log.format": "--log-format",
+}
+"""Flag of each configuration key a flag sets (error messages name the flag)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line: ``tokenbridge: error: ...; see ... --help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"tokenbridge: error: {message}; see {self.prog} --help\n")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (options whose default comes from the
+    configuration say so in their help); the description as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        quiet = action.default is None or action.default is False
+        if not quiet and action.default is not argparse.SUPPRESS and "default" not in text:
+            text += f" (default: {action.default})"
+        return text
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed, give 1 or more")
+    return value
+
+
+def day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date, use YYYY-MM-DD") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="YAML configuration file")
-    parser.add_argument("--database-url", help="e.g. postgresql://user@host/db or sqlite:///file")
+    parser.add_argument("--database-url",
+                        help="postgresql://user:password@host/db or sqlite:///file.db "
+                        "(default: database.url, sqlite:///tokenbridge.db)")  # fmt: skip
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="default: log.level, INFO; DEBUG adds tracebacks")  # fmt: skip
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="default: log.format, text")  # fmt: skip
+
+
+def _dates(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", type=day, help="first day (YYYY-MM-DD)")
+    parser.add_argument("--to", dest="end", type=day, help="last day, included")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenbridge", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="receive OTLP and gateway pushes, commit usage")
+    from exporters.sql.report import GROUPABLE
+
+    parser = Parser(prog="tokenbridge", description="tokenbridge: meter LLM token usage from "
+                    "OpenTelemetry. Run tokenbridge COMMAND --help for a command's options "
+                    "and their defaults.")  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands")  # fmt: skip
+    serve = commands.add_parser(
+        "serve", help="receive OTLP and gateway pushes, commit usage, serve /metrics")
     _common(serve)
     serve.add_argument("--host", help="address the receivers bind (default 127.0.0.1)")
     serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
     serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318)")
-    serve.add_argument("--metrics-port", type=int,
-                       help="Prometheus scrape port; enables the metrics section")  # fmt: skip
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports")
+    serve.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9464)")
+    serve.add_argument("--no-metrics", action="store_true",
+                       help="serve no /metrics endpoint and push no metrics")  # fmt: skip
+    serve.add_argument("--workers", type=positive, default=1,
+                       help="processes sharing the ports (one per core)")  # fmt: skip
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
     migrate.add_argument("--accept-timezone-change", action="store_true",
-                         help="record a changed aggregation.timezone (see README, Retention)")
+                         help="record a changed aggregation.timezone (README, Retention)")
     prune = commands.add_parser("prune", help="remove audit rows, rejects and stream state "
                                 "past the retention horizons (rollups are kept)")
     _common(prune)
@@ -47,20 +133,39 @@ def _parser() -> argparse.ArgumentParser:
     _common(archive)
     archive.add_argument("--restore", metavar="FILE", required=True,
                          help="a .csv.gz archive of model_usage_details")
-    report = commands.add_parser("report", help="usage by key columns over a date range")
+    report = commands.add_parser(
+        "report", help="usage by key columns over a date range (--rejects: rejected items)")
     _common(report)
-    report.add_argument("--from", dest="start", type=date.fromisoformat, help="first day")
-    report.add_argument("--to", dest="end", type=date.fromisoformat, help="last day")
-    report.add_argument("--by", default="date,model_name", help="comma-separated key columns")
-    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _dates(report)
+    report.add_argument("--by", default="date,model_name",
+                        help=f"comma-separated key columns, from: {', '.join(GROUPABLE)}")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format")  # fmt: skip
     report.add_argument("--rejects", action="store_true",
                         help="list rejected items (time, source, reason, item) instead of usage")
+    rejects = commands.add_parser(
+        "rejects", help="rejects replay: count stored rejects again once their cause is fixed")
+    actions = rejects.add_subparsers(dest="action", required=True, metavar="ACTION")
+    replay = actions.add_parser("replay", help="re-ingest stored rejects once their cause is "
+                                "fixed (catalog, limits); counted once, however often run")
+    _common(replay)
+    _dates(replay)
+    replay.add_argument("--reason", help="only rejects whose reason contains this text")
+    reprice = commands.add_parser(
+        "reprice", help="price the audit rows of some days again from the current price table")
+    _common(reprice)
+    reprice.add_argument("--from", dest="start", type=day, required=True,
+                         help="first day (YYYY-MM-DD, the rollup day)")  # fmt: skip
+    reprice.add_argument("--to", dest="end", type=day, required=True,
+                         help="last day")  # fmt: skip
+    reprice.add_argument("--model", help="only this model name")
+    reprice.add_argument("--format", choices=("table", "csv", "json"), default="table")
     loadgen.add_parser(commands)
     demo.add_parser(commands)
     return parser
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def load_config(args: argparse.Namespace) -> tuple[Config, Origins]:
     overrides: dict[str, Any] = {}
     if args.database_url:
         overrides["database"] = {"url": args.database_url}
@@ -77,94 +182,76 @@ def load_config(args: argparse.Namespace) -> Config:
         overrides["receivers"] = receivers
     if getattr(args, "metrics_port", None) is not None:
         overrides["metrics"] = {"port": args.metrics_port}
-    return config_module.load(args.config, overrides)
+    if getattr(args, "no_metrics", False):
+        overrides["metrics"] = {"enabled": False}
+    log = {k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
+    if log:
+        overrides["log"] = log
+    origins = config_module.sources(args.config, overrides, None, FLAGS)
+    return config_module.load(args.config, overrides, None, FLAGS), origins
 
 
-async def _serve(config: Config) -> None:
-    from collector.runtime.service import Service, serve_until_signalled
+def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:
+    from collector.runtime import commands
 
-    def ready(service: Service) -> None:
-        metrics = ""
-        if service.metrics is not None and service.metrics.port is not None:
-            metrics = f" metrics {service.metrics.config.host}:{service.metrics.port}"
-        print(
-            f"tokenbridge ready: grpc {config.receivers.host}:{service.grpc.port} "
-            f"http {config.receivers.host}:{service.http.port}{metrics}",
-            flush=True,
-        )
+    if args.command == "serve":
+        commands.serve(config, origins, args.workers)
+    elif args.command == "migrate":
+        commands.migrate(config, origins, args.accept_timezone_change)
+    elif args.command in ("prune", "archive"):
+        from collector.runtime import retention
 
-    await serve_until_signalled(Service(config), ready)
-
-
-async def _migrate(config: Config, accept_timezone_change: bool) -> None:
-    from collector.runtime.service import retention_policy
-    from exporters.sql import migrate
-    from exporters.sql.engine import create_engine
-    from exporters.sql.retention import COMMAND_TIMEOUT, Pruner
-    from exporters.sql.settings import check_timezone
-
-    # A migration copies tables: its batches may outlast database.command_timeout.
-    engine = create_engine(config.database.url, command_timeout=COMMAND_TIMEOUT)
-    try:
-        await migrate.upgrade(engine)
-        now = datetime.now(UTC).replace(tzinfo=None)
-        await check_timezone(engine, config.aggregation.timezone, now, accept_timezone_change)
-        created = await Pruner(engine, retention_policy(config)).ensure_ahead()
-        print(f"database at revision {await migrate.current(engine)}"
-              + (f"; created partitions {', '.join(created)}" if created else ""))
-    finally:
-        await engine.dispose()
-
-
-async def _prune(config: Config, dry_run: bool) -> None:
-    from collector.runtime.service import retention_policy
-    from exporters.sql.engine import create_engine
-    from exporters.sql.retention import COMMAND_TIMEOUT, Pruner
-
-    engine = create_engine(config.database.url, command_timeout=COMMAND_TIMEOUT)
-    try:
-        removed = await Pruner(engine, retention_policy(config)).run(dry_run)
-    finally:
-        await engine.dispose()
-    if removed is None:
-        print("another replica is pruning now; nothing done")
-        return
-    verb = "would remove" if dry_run else "removed"
-    for item in removed:
-        print(f"{verb} {item}")
-    print(f"{verb} {sum(item.rows for item in removed)} rows in all")
-
-
-async def _restore(config: Config, path: str) -> None:
-    from pathlib import Path
-
-    from exporters.sql import archive
-    from exporters.sql.engine import create_engine
-
-    engine = create_engine(config.database.url)
-    try:
-        read, inserted = await archive.restore(engine, Path(path), config.retention.partition)
-    finally:
-        await engine.dispose()
-    print(f"restored {path}: {read} rows read, {inserted} inserted, "
-          f"{read - inserted} already present")
-
-
-async def _report(config: Config, args: argparse.Namespace) -> None:
-    from exporters.sql.engine import create_engine
-    from exporters.sql.rejects import recent
-    from exporters.sql.report import usage
-
-    engine = create_engine(config.database.url)
-    try:
-        by = [column.strip() for column in args.by.split(",") if column.strip()]
-        if args.rejects:
-            names, rows = await recent(engine, args.start, args.end)
+        if args.command == "prune":
+            sys.stdout.write(retention.prune(config, origins, args.dry_run))
         else:
-            names, rows = await usage(engine, args.start, args.end, by)
+            sys.stdout.write(retention.restore(config, origins, args.restore))
+    elif args.command == "reprice":
+        commands.check_database(config, origins)
+        asyncio.run(_reprice(config, args))
+    elif args.command == "report":
+        if args.start and args.end and args.start > args.end:
+            raise StartupError(f"--from {args.start} is after --to {args.end}; swap them")
+        sys.stdout.write(render(*commands.report(config, origins, args), args.format))
+    else:
+        sys.stdout.write(commands.replay(config, origins, args))
+    return 0
+
+
+async def _reprice(config: Config, args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from collector.aggregation.pricing.rates import as_decimal
+    from collector.aggregation.pricing.watch import build
+    from exporters.sql.engine import create_engine
+    from exporters.sql.migrate import is_current
+    from exporters.sql.money import text
+    from exporters.sql.reprice import Repricer
+
+    p = config.pricing
+    if not p.enabled:
+        raise ValueError("pricing.enabled is false: there is no price table to reprice from")
+    if args.end < args.start:
+        raise ValueError(f"--to {args.end} is before --from {args.start}")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    table = build(p.path, p.currency, p.builtin)
+    engine = create_engine(config.database.url)
+    try:
+        if not await is_current(engine):
+            raise ValueError(f"database {engine.url.render_as_string()} is unreachable or not "
+                             "migrated: check --database-url, or run tokenbridge migrate")
+        summary = await Repricer(engine, table, config.aggregation.extra_dimensions).run(
+            args.start, args.end, args.model)
+    except (DBAPIError, OSError) as error:
+        raise ValueError(f"reprice stopped, run it again: {error}") from None
     finally:
         await engine.dispose()
+    names = ["model_name", "rows", "rows_changed", f"old_cost_{p.currency}",
+             f"new_cost_{p.currency}", "old_unpriced_requests", "new_unpriced_requests"]
+    rows = [(model, c.rows, c.changed, text(as_decimal(c.old_cost)), text(as_decimal(c.new_cost)),
+             c.old_unpriced, c.new_unpriced) for model, c in sorted(summary.models.items())]
     sys.stdout.write(render(names, rows, args.format))
+    print(f"rollups rebuilt: {summary.rollups} ({summary.rollups_changed} changed)",
+          file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,52 +260,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return loadgen.main(args, asyncio.run)
     if args.command == "demo":
         return demo.main(args, sys.stdout)
+    debug = args.log_level == "DEBUG"
     try:
-        config = load_config(args)
-    except ConfigError as error:
-        print(f"tokenbridge: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        _run(config, args)
-    except ValueError as error:
-        print(f"tokenbridge: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (OSError, SQLAlchemyError) as error:
-        line = _first_line(error)
-        hint = "; run `tokenbridge migrate` first" if _unmigrated(line) else ""
-        print(f"tokenbridge: database unavailable or failing: {line}{hint}", file=sys.stderr)
-        return EXIT_RUNTIME
-    return 0
-
-
-def _run(config: Config, args: argparse.Namespace) -> None:
-    if args.command == "serve" and args.workers > 1:
-        from collector.runtime.workers import serve
-
-        serve(config, args.workers)
-    elif args.command == "serve":
-        asyncio.run(_serve(config))
-    elif args.command == "migrate":
-        asyncio.run(_migrate(config, args.accept_timezone_change))
-    elif args.command == "prune":
-        asyncio.run(_prune(config, args.dry_run))
-    elif args.command == "archive":
-        asyncio.run(_restore(config, args.restore))
-    else:
-        asyncio.run(_report(config, args))
-
-
-def _unmigrated(message: str) -> bool:
-    return "no such table" in message or ("relation" in message and "does not exist" in message)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        config, origins = load_config(args)
+        debug = config.log.level == "DEBUG"
+        logs.setup(config.log.level, config.log.format)
+        return _run(args, config, origins)
+    except (ConfigError, StartupError, ValueError) as error:
+        message = error.message if isinstance(error, StartupError) else str(error)
+        print(f"tokenbridge: error: {message}", file=sys.stderr, flush=True)
+        if debug:
+            traceback.print_exc()
+        return error.code if isinstance(error, StartupError) else EXIT_CONFIG
+    except KeyboardInterrupt:
+        logging.getLogger("tokenbridge").info("interrupted")
+        return 130
 
 
 if __name__ == "__main__":

@@ -85,6 +85,9 @@ class GroupCommit:
         self._full = asyncio.Event()
         self._closing = False
         self._database_down = False
+        self._down_since = 0.0
+        self._refused = 0
+        """Retryable answers given since the database went down."""
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
         self._inflight: set[asyncio.Task[None]] = set()
@@ -97,6 +100,21 @@ class GroupCommit:
     @property
     def database_down(self) -> bool:
         return self._database_down
+
+    def database_unavailable(self, detail: str) -> None:
+        """Answer retryable from now on and probe until the database answers; the outage is
+        logged once here and once when it ends (how long, how many retryable answers)."""
+        if self._database_down:
+            return
+        self._database_down = True
+        self._down_since = self._clock.now()
+        self._refused = 0
+        retry = self._settings.retry_after
+        logger.warning(
+            "database unavailable (%s): answering retryable (HTTP 503 with Retry-After, gRPC "
+            "UNAVAILABLE) until it answers; probing every %gs", detail, retry,
+        )  # fmt: skip
+        self._wake.set()  # the loop probes until the database answers again
 
     def add_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
@@ -111,6 +129,7 @@ class GroupCommit:
         if self._closing:
             raise RetryableError("shutting down", retry_after=retry_after)
         if self._database_down:
+            self._refused += 1
             raise RetryableError("database unavailable", retry_after=retry_after)
         if self._pending and self._pending + max(1, size) > self._settings.max_pending:
             raise RetryableError("pending queue full", retry_after=retry_after)
@@ -227,20 +246,20 @@ class GroupCommit:
         if error is None:
             future.set_result(None)
         else:
+            if self._database_down:
+                self._refused += 1
             future.set_exception(error)
 
     async def _attempt(self, work: Work) -> RetryableError | None:
         try:
             committed = await self._writer.write(work)
         except RetryableError as exc:
-            if not self._database_down:
-                logger.warning("database unavailable, answering retryable: %s", exc.message)
-            self._database_down = True
-            self._wake.set()  # the loop probes until the database answers again
-            return exc
-        except Exception as exc:
+            self.database_unavailable(exc.message)
+            # The detail (driver error, server address) is for the log, not for senders.
+            return RetryableError("database unavailable", retry_after=exc.retry_after)
+        except Exception:
             logger.exception("commit failed")
-            return RetryableError(f"commit failed: {exc}", retry_after=self._settings.retry_after)
+            return RetryableError("commit failed", retry_after=self._settings.retry_after)
         for listener in self._listeners:
             try:
                 listener(committed)
@@ -256,7 +275,10 @@ class GroupCommit:
         self._queued = 0
         await self._clock.sleep(self._settings.retry_after)
         if await _safe(self._writer.ping()):
-            logger.info("database reachable again, taking work")
+            logger.warning(
+                "database available again after %.1fs; %d retryable answers given meanwhile; "
+                "taking work", self._clock.now() - self._down_since, self._refused,
+            )  # fmt: skip
             self._database_down = False
 
 

@@ -8,6 +8,8 @@ as YAML), then command-line flags.
 from __future__ import annotations
 
 import os
+import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,12 +25,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from collector import conventions as conv
 from collector.aggregation.rules import EXTRA_DIMENSIONS
 from collector.commit import CommitSettings
 from collector.mapping.fields import MAPPABLE_FIELDS
 from collector.mapping.limits import Limits
+from collector.origins import Origins
 
 ENV_PREFIX = "TOKENBRIDGE_"
 
@@ -45,13 +50,31 @@ class ReceiversConfig(Section):
     """Largest request accepted, after decompression (OTLP gRPC messages included)."""
 
 
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
+URL_HELP = "use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
+
+
 class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///tokenbridge.db"
+    """``postgresql://user:password@host:5432/db`` or ``sqlite:///path/to/file.db``."""
     migrate_on_start: bool = True
     pool_size: int = Field(5, ge=1)
     connect_timeout: float = Field(5.0, gt=0)
     command_timeout: float = Field(15.0, gt=0)
     """Longest one SQL statement may run before the database counts as unavailable."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL; {URL_HELP}") from None
+        if url.drivername not in DATABASE_SCHEMES:
+            raise ValueError(f"unknown database scheme {url.drivername!r}; {URL_HELP}")
+        if url.drivername.startswith("sqlite") and not url.database:
+            raise ValueError(f"no file named; {URL_HELP}")
+        return value
 
 
 class AggregationConfig(Section):
@@ -164,9 +187,40 @@ class CatalogConfig(Section):
     """Seconds between checks of the file for changes (reloaded when changed); 0: read once."""
 
 
+class PricingConfig(Section):
+    """Cost of every report (``collector.aggregation.pricing``). Prices come from ``path``
+    (YAML, see README) and, for models the file does not price, the ``genai-prices``
+    package."""
+
+    enabled: bool = True
+    """false: no report is priced (cost and status stay NULL)."""
+    currency: str = "USD"
+    """One currency per deployment; a price file naming another is refused."""
+    path: str | None = None
+    builtin: bool = True
+    """Fall back to the ``genai-prices`` package's prices (USD) for models the file lacks."""
+    reload_interval: float = Field(5.0, ge=0)
+    """Seconds between checks of ``path`` for changes (reloaded when changed); 0: read once."""
+
+    @field_validator("currency")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+            raise ValueError("a three-letter upper-case code such as USD")
+        return value
+
+    @model_validator(mode="after")
+    def _builtin_in_usd(self) -> PricingConfig:
+        if self.enabled and self.builtin and self.currency != "USD":
+            raise ValueError(f"the builtin prices are in USD, not {self.currency}: set "
+                             "pricing.builtin: false")  # fmt: skip
+        return self
+
+
 class MetricsConfig(Section):
-    """Re-export of committed usage and self-telemetry (``exporters/metrics``). A missing
-    section, or ``enabled: false``, serves no endpoint and pushes nothing."""
+    """Re-export of committed usage and self-telemetry (``exporters/metrics``). On by default
+    (a missing section is this default); ``metrics: null``, ``enabled: false`` or
+    ``--no-metrics`` serve no endpoint and push nothing."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -243,6 +297,17 @@ class TlsConfig(Section):
         for path in (self.cert_file, self.key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path}: no such file")
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    self.cert_file, self.key_file
+                )
+            except (ssl.SSLError, OSError) as exc:
+                detail = re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc.strerror or exc))
+                raise ValueError(
+                    f"cert_file {self.cert_file} and key_file {self.key_file} are not a PEM "
+                    f"certificate and its private key ({detail}); give the matching pair"
+                ) from None
         return self
 
 
@@ -291,6 +356,16 @@ class RetentionConfig(Section):
     """Rows one DELETE removes at most (SQLite, PostgreSQL's default partition, rejects)."""
 
 
+class LogConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """DEBUG also prints the traceback of a startup error; libraries log at WARNING or above
+    unless DEBUG."""
+    format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message) for log shippers."""
+    summary_interval: float = Field(60.0, ge=0)
+    """Seconds between two one-line summaries (accepted, committed, rejected, ...); 0: none."""
+
+
 class Config(Section):
     receivers: ReceiversConfig = ReceiversConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -299,16 +374,19 @@ class Config(Section):
     sources: SourcesConfig = SourcesConfig()
     mapping: MappingConfig = MappingConfig()
     catalog: CatalogConfig | None = None
-    metrics: MetricsConfig | None = None
+    pricing: PricingConfig = PricingConfig()
+    metrics: MetricsConfig | None = MetricsConfig()
+    """On by default at 127.0.0.1:9464; ``metrics: null`` or ``enabled: false`` turns it off."""
     auth: AuthConfig = AuthConfig()
     tls: TlsConfig = TlsConfig()
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log: LogConfig = LogConfig()
 
 
 class ConfigError(Exception):
-    """Invalid configuration; the message names the key."""
+    """Invalid configuration; the message names the setting (flag, environment variable or
+    YAML key and file), its value (secrets masked) and what to do."""
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,35 +408,56 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+        try:
+            node[path[-1]] = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            node[path[-1]] = raw  # not YAML: the text as given, validated as such
     return tree
+
+
+def _read_file(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file; give the path of a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"--config {path}: YAML syntax error{where}: {problem}; fix the file"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of sections at the top level")
+    return loaded
 
 
 def load(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = loaded
-    data = _merge(data, _from_env(os.environ if environ is None else environ))
-    data = _merge(data, overrides or {})
+    """The configuration from ``path``, the environment and ``overrides`` (command-line flags;
+    ``flags`` names the flag of each dotted key, for error messages)."""
+    origins = sources(path, overrides, environ, flags)
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(origins.merged())
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError("; ".join(origins.describe(item) for item in exc.errors())) from None
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        lines.append(f"{key}: {item['msg']}")
-    return "invalid configuration: " + "; ".join(lines)
+def sources(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> Origins:
+    """What each source sets, to name where a setting came from."""
+    data = _read_file(path) if path is not None else {}
+    env = _from_env(os.environ if environ is None else environ)
+    return Origins(path, data, env, overrides or {}, flags or {}, Config, _merge)

@@ -31,6 +31,7 @@ from collector.aggregation.sources import ProducerIndex
 from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
 from collector.decode.items import PointItem, SpanItem, Unread
+from collector.decode.reencode import item_json
 from collector.errors import Kind, PermanentError
 from collector.mapping.catalog import Catalog
 from collector.mapping.fields import FieldMapper
@@ -282,10 +283,8 @@ def _result(work: Work, accepted: int, ignored: int) -> IngestResult:
 
 
 def _reject(source: Source, exc: BadValue, item: object, now: int) -> Reject:
-    text = repr(item)
-    if len(text) > MAX_REJECT_TEXT:
-        text = text[: MAX_REJECT_TEXT - 3] + "..."
-    return Reject(source, _storable(str(exc)), text, now)
+    """The item kept as received (JSON: ``collector.decode.reencode``), for replay."""
+    return Reject(source, _storable(str(exc)), item_json(item), now)
 
 
 def _storable(text: str) -> str:

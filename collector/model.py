@@ -123,7 +123,8 @@ class Reject:
     source: Source
     reason: str
     item: str
-    """A bounded, readable rendering of the rejected item."""
+    """The item as received, as JSON: a one-item OTLP/JSON request for a span or a data
+    point, the object for a gateway push (``collector.decode.reencode``)."""
     received_at: int
 
 
@@ -243,6 +244,9 @@ class Committed:
     seconds: float
     accepted: int = 0
     """Reports and cumulative samples the transaction took (new, repeated or zero deltas)."""
+    costs: Sequence[int | None] = ()
+    """With pricing on, each new report's cost in pico-units (None: unpriced), in the order
+    of ``reports``; empty when pricing is off."""
 
 
 CommitListener = Callable[[Committed], None]

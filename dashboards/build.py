@@ -24,6 +24,8 @@ INPUT = "tokenbridge_usage_input_tokens_total"
 OUTPUT = "tokenbridge_usage_output_tokens_total"
 CACHED = "tokenbridge_usage_cached_input_tokens_total"
 REQUESTS = "tokenbridge_usage_requests_total"
+COST = "tokenbridge_usage_cost_total"
+UNPRICED = "tokenbridge_usage_unpriced_requests_total"
 USAGE_SEL = 'model=~"$model", provider=~"$provider", operation=~"$operation", user=~"$user"'
 HEALTH_SEL = 'instance=~"$instance"'
 ESTIMATED = ', estimated="true"'
@@ -128,9 +130,10 @@ def usage() -> dict[str, Any]:
               "percentunit"),
              ("Estimated request share",
               f'sum({_increase(REQUESTS, ESTIMATED)}) / sum({_increase(REQUESTS)})',
-              "percentunit")]  # fmt: skip
+              "percentunit"),
+             ("Cost", f"sum({_increase(COST)})", "short")]  # fmt: skip
     for title, expr, unit in tiles:
-        layout.add(stat(title + " (range)", prom(expr, instant=True), PROMETHEUS, unit), 24 // 5, 4)
+        layout.add(stat(title + " (range)", prom(expr, instant=True), PROMETHEUS, unit), 24 // 6, 4)
     for by in ("model", "provider", "operation", "user"):
         layout.add(panel("timeseries", f"Tokens/s by {by}", [
             prom(f"sum by ({by}) ({_rate(INPUT)})", f"{{{{{by}}}}} input", ref="A"),
@@ -147,16 +150,33 @@ def usage() -> dict[str, Any]:
     for by, title in (("user", "users"), ("api_key", "API keys")):
         expr = (f"topk($topn, sum by ({by}) ({_increase(INPUT)}) "
                 f"+ sum by ({by}) ({_increase(OUTPUT)}))")  # fmt: skip
-        layout.add(panel("bargauge", f"Top $topn {title} by tokens (range)",
-                         [prom(expr, f"{{{{{by}}}}}", instant=True)], PROMETHEUS, "short",
-                         options={"orientation": "horizontal", "displayMode": "basic",
-                                  "reduceOptions": {"calcs": ["lastNotNull"]}}),
-                   12, 8)  # fmt: skip
+        layout.add(_top(f"Top $topn {title} by tokens (range)", expr, by), 12, 8)
+    cost_help = ("Cost of the priced requests in the deployment's currency (label currency); "
+                 "requests with no price are counted apart, never as 0.")
+    for by in ("model", "user", "api_key"):
+        layout.add(panel("timeseries", f"Cost per hour by {by}",
+                         [prom(f"sum by (currency, {by}) ({_rate(COST)}) * 3600",
+                               f"{{{{{by}}}}} {{{{currency}}}}")],
+                         PROMETHEUS, "short", cost_help), 12, 8)  # fmt: skip
+    layout.add(panel("timeseries", "Unpriced request share by model", [
+        prom(f"sum by (model) ({_rate(UNPRICED)}) / sum by (model) ({_rate(REQUESTS)})",
+             "{{model}}")], PROMETHEUS, "percentunit",
+        "Requests whose model has no price (no price file row, not in genai-prices)."),
+        12, 8)  # fmt: skip
+    for by, title in (("user", "users"), ("api_key", "API keys")):
+        expr = f"topk($topn, sum by ({by}) ({_increase(COST)}))"
+        layout.add(_top(f"Top $topn {title} by cost (range)", expr, by), 12, 8)
     variables = [datasource_var(PROMETHEUS), *(label_var(n, REQUESTS) for n in
                  ("model", "provider", "operation", "user")),
                  custom_var("topn", ["5", "10", "20", "50"], "10")]  # fmt: skip
     return dashboard("tokenbridge-usage", "tokenbridge / usage", layout, variables, "now-6h",
                      "Committed token usage from tokenbridge's Prometheus endpoint.")
+
+
+def _top(title: str, expr: str, by: str) -> Panel:
+    return panel("bargauge", title, [prom(expr, f"{{{{{by}}}}}", instant=True)], PROMETHEUS,
+                 "short", options={"orientation": "horizontal", "displayMode": "basic",
+                                   "reduceOptions": {"calcs": ["lastNotNull"]}})  # fmt: skip
 
 
 def health() -> dict[str, Any]:
@@ -212,8 +232,8 @@ USER = "coalesce(nullif(user_name, ''), user_id, '')"
 KEY = "coalesce(nullif(api_key_name, ''), access_key, '')"
 
 
-def _daily(by: str) -> str:
-    return (f'SELECT date::timestamp AS "time", {by} AS metric, sum({TOKENS}) AS tokens\n'
+def _daily(by: str, value: str = f"sum({TOKENS}) AS tokens") -> str:
+    return (f'SELECT date::timestamp AS "time", {by} AS metric, {value}\n'
             f"FROM model_usages WHERE {RANGE}\nGROUP BY 1, 2 ORDER BY 1, 2")  # fmt: skip
 
 
@@ -222,22 +242,38 @@ def billing() -> dict[str, Any]:
     tiles = [("Tokens", f"sum({TOKENS})"), ("Input tokens", "sum(prompt_token_count)"),
              ("Output tokens", "sum(completion_token_count)"),
              ("Cached input tokens", "sum(prompt_cached_token_count)"),
-             ("Requests", "sum(request_count)")]  # fmt: skip
+             ("Requests", "sum(request_count)"), ("Cost", "sum(cost)"),
+             ("Unpriced requests", "sum(unpriced_request_count)")]  # fmt: skip
     for title, agg in tiles:
         raw = f"SELECT coalesce({agg}, 0) AS value FROM model_usages WHERE {RANGE}"
-        layout.add(stat(title, sql(raw), POSTGRES), 24 // 5, 4)
+        layout.add(stat(title, sql(raw), POSTGRES), 3, 4)
     for title, by in (("user", USER), ("model", "model_name"), ("API key", KEY)):
         layout.add(panel("timeseries", f"Daily tokens per {title}",
                          [sql(_daily(by), "time_series")], POSTGRES, "short",
                          options={"legend": {"displayMode": "table", "placement": "right",
                                              "calcs": ["sum"]}}),
                    12 if title != "API key" else 24, 8)  # fmt: skip
+    cost_help = ("Sum of the priced requests' cost (model_usages.cost, exact NUMERIC); "
+                 "days with only unpriced requests show no cost.")
+    for title, by in (("user", USER), ("model", "model_name"), ("API key", KEY)):
+        layout.add(panel("timeseries", f"Daily cost per {title}",
+                         [sql(_daily(by, "sum(cost) AS cost"), "time_series")], POSTGRES,
+                         "short", cost_help,
+                         options={"legend": {"displayMode": "table", "placement": "right",
+                                             "calcs": ["sum"]}}), 12, 8)  # fmt: skip
+    share = ('SELECT date::timestamp AS "time", model_name AS metric,\n'
+             "  sum(unpriced_request_count)::float / nullif(sum(request_count), 0) AS share\n"
+             f"FROM model_usages WHERE {RANGE}\nGROUP BY 1, 2 ORDER BY 1, 2")  # fmt: skip
+    layout.add(panel("timeseries", "Daily unpriced request share per model",
+                     [sql(share, "time_series")], POSTGRES, "percentunit",
+                     "Requests whose model had no price, over all requests."), 12, 8)
     csv = ("SELECT date, user_id, user_name, model_name, provider_name, access_key, "
            "api_key_name, operation,\n"
            "  sum(prompt_token_count) AS input_tokens,\n"
            "  sum(completion_token_count) AS output_tokens,\n"
            "  sum(prompt_cached_token_count) AS cached_input_tokens,\n"
-           "  sum(request_count) AS requests, sum(estimated_request_count) AS estimated_requests\n"
+           "  sum(request_count) AS requests, sum(estimated_request_count) AS estimated_requests,\n"
+           "  sum(cost) AS cost, sum(unpriced_request_count) AS unpriced_requests\n"
            f"FROM model_usages WHERE {RANGE}\n"
            "GROUP BY date, user_id, user_name, model_name, provider_name, access_key, "
            "api_key_name, operation\n"
@@ -250,7 +286,7 @@ def billing() -> dict[str, Any]:
     recent = ("SELECT created_at AS \"time\", model_name, user_id, access_key, operation,\n"
               "  prompt_token_count AS input_tokens, completion_token_count AS output_tokens,\n"
               "  prompt_cached_token_count AS cached_input_tokens, estimated, completed, source,\n"
-              "  request_id\n"
+              "  request_id, cost, cost_status, price_version\n"
               "FROM model_usage_details WHERE $__timeFilter(created_at)\n"
               # date is the partition key (in the rollup zone, within a day of UTC): the
               # range lets PostgreSQL scan only the partitions of the window.

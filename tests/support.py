@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -45,6 +44,14 @@ class Server:
         # Fixtures are fixed instants of 2023: keep them inside the retention horizon unless
         # a test sets its own.
         config.setdefault("retention", {"details_days": FIXTURE_RETENTION_DAYS})
+        self.metrics_port: int | None = None
+        metrics = config.get("metrics", {})
+        if isinstance(metrics, dict) and "port" not in metrics:
+            # The endpoint is on by default at 9464: tests running at once each take their own.
+            self.metrics_port = free_port()
+            while self.metrics_port in (self.grpc_port, self.http_port):
+                self.metrics_port = free_port()
+            config["metrics"] = {**metrics, "port": self.metrics_port}
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
         self.extra_args = extra_args or []
@@ -62,6 +69,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {k: v for k, v in env.items() if not k.startswith("TOKENBRIDGE_") or
                k.startswith("TOKENBRIDGE_TEST_")}  # fmt: skip
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "collector", "serve", "--config", str(self.config_path),
@@ -69,24 +77,22 @@ class Server:
                  "--http-port", str(self.http_port), *self.extra_args],
                 stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
             )  # fmt: skip
-        self._wait_ready(timeout)
+        self._wait_ready(start, timeout)
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
+    def _wait_ready(self, start: int, timeout: float) -> None:
+        """Until the log (from ``start``) holds the ready line, which the bridge logs once
+        it listens (text or JSON format alike)."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not selector.select(timeout=0.2):
-                if self.process.poll() is not None:
-                    break
-                continue
-            line = self.process.stdout.readline()
-            if line.startswith(b"tokenbridge ready"):
-                return
-            if not line and self.process.poll() is not None:
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                if b"tokenbridge ready" in log.read():
+                    return
+            if self.process.poll() is not None:
                 break
+            time.sleep(0.02)
         raise RuntimeError(f"tokenbridge did not start:\n{self.log()}")
 
     def log(self) -> str:

@@ -4,10 +4,12 @@ every billing SQL panel exact against a real PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
+from genai_prices import Usage, calc_price
 
 from dashboards import build
 from exporters.metrics.names import PROMETHEUS_SERIES
@@ -100,13 +102,38 @@ async def test_every_billing_panel_returns_the_exact_numbers(
         return await query(postgres_url, grafana_sql(queries[title], start, end))
 
     # Everything but the EARLY push is in the range.
+    def day(d: date) -> datetime:
+        return datetime.combine(d, time(0))
+
     titles = ("Tokens", "Input tokens", "Output tokens", "Cached input tokens", "Requests")
     tiles = {title: (await run(title))[0][0] for title in titles}
     assert tiles == {"Tokens": 820 + 107, "Input tokens": 820, "Output tokens": 107,
                      "Cached input tokens": 40, "Requests": 5}  # fmt: skip
-
-    def day(d: date) -> datetime:
-        return datetime.combine(d, time(0))
+    # Cost: gpt-4o is priced by the builtin table (genai-prices is the oracle); qwen3 and
+    # text-embedding-3 have no price: 3 unpriced requests in the range, no cost.
+    at = datetime.combine(traffic.DAY1, time(11), UTC)
+    alice = calc_price(Usage(input_tokens=100, cache_read_tokens=40, output_tokens=20),
+                       "gpt-4o", provider_id="openai", genai_request_timestamp=at).total_price
+    bob = calc_price(Usage(input_tokens=200, output_tokens=50), "gpt-4o", provider_id="openai",
+                     genai_request_timestamp=at).total_price  # fmt: skip
+    assert (alice, bob) == (Decimal("0.0004"), Decimal("0.001"))
+    assert (await run("Cost"))[0][0] == alice + bob
+    assert (await run("Unpriced requests"))[0][0] == 3
+    assert await run("Daily cost per user") == [
+        (day(traffic.DAY1), "alice", alice), (day(traffic.DAY1), "bob", bob),
+        (day(traffic.DAY1), "carol", None),
+        (day(traffic.DAY2), "alice", None), (day(traffic.DAY2), "carol", None),
+    ]  # fmt: skip
+    assert await run("Daily cost per model") == [
+        (day(traffic.DAY1), "gpt-4o", alice + bob), (day(traffic.DAY1), "qwen3", None),
+        (day(traffic.DAY2), "qwen3", None), (day(traffic.DAY2), "text-embedding-3", None),
+    ]  # fmt: skip
+    assert [r[1:] for r in await run("Daily cost per API key")] == [
+        ("key-a", alice), ("key-b", bob), ("key-c", None), ("key-a", None), ("key-c", None)]
+    assert await run("Daily unpriced request share per model") == [
+        (day(traffic.DAY1), "gpt-4o", 0.0), (day(traffic.DAY1), "qwen3", 1.0),
+        (day(traffic.DAY2), "qwen3", 1.0), (day(traffic.DAY2), "text-embedding-3", 1.0),
+    ]  # fmt: skip
 
     assert await run("Daily tokens per user") == [
         (day(traffic.DAY1), "alice", 120), (day(traffic.DAY1), "bob", 250),
@@ -126,23 +153,23 @@ async def test_every_billing_panel_returns_the_exact_numbers(
     csv_title = next(t for t in queries if t.startswith("Usage by day"))
     assert await run(csv_title) == [
         (traffic.DAY1, "alice", None, "gpt-4o", "openai", "key-a", None, "chat_completion",
-         100, 20, 40, 1, 0),
+         100, 20, 40, 1, 0, alice, 0),
         (traffic.DAY1, "bob", None, "gpt-4o", "openai", "key-b", None, "chat_completion",
-         200, 50, 0, 1, 0),
+         200, 50, 0, 1, 0, bob, 0),
         (traffic.DAY1, "carol", None, "qwen3", "gpustack", "key-c", None, "chat_completion",
-         120, 30, 0, 1, 0),
+         120, 30, 0, 1, 0, None, 1),
         (traffic.DAY2, "alice", None, "text-embedding-3", "openai", "key-a", None, "embedding",
-         300, 0, 0, 1, 0),
+         300, 0, 0, 1, 0, None, 1),
         (traffic.DAY2, "carol", None, "qwen3", "gpustack", "key-c", None, "chat_completion",
-         100, 7, 0, 1, 1),
+         100, 7, 0, 1, 1, None, 1),
     ]  # fmt: skip
 
     # Newest first: a span's instant is its end (11:00), a push's its completed_at.
     recent = await run("Recent requests")
-    assert [(r[0].hour, r[1], r[2], r[5], r[6], r[8], r[10]) for r in recent] == [
-        (11, "text-embedding-3", "alice", 300, 0, False, "otlp_span"),
-        (9, "qwen3", "carol", 100, 7, True, "gateway_json"),
-        (12, "qwen3", "carol", 120, 30, False, "gateway_json"),
-        (11, "gpt-4o", "bob", 200, 50, False, "otlp_span"),
-        (11, "gpt-4o", "alice", 100, 20, False, "otlp_span"),
+    assert [(r[0].hour, r[1], r[2], r[5], r[6], r[8], r[10], r[12], r[13]) for r in recent] == [
+        (11, "text-embedding-3", "alice", 300, 0, False, "otlp_span", None, "unpriced"),
+        (9, "qwen3", "carol", 100, 7, True, "gateway_json", None, "unpriced"),
+        (12, "qwen3", "carol", 120, 30, False, "gateway_json", None, "unpriced"),
+        (11, "gpt-4o", "bob", 200, 50, False, "otlp_span", bob, "priced"),
+        (11, "gpt-4o", "alice", 100, 20, False, "otlp_span", alice, "priced"),
     ]

@@ -87,8 +87,16 @@ class Catalog:
         try:
             raw: Any = yaml.safe_load(Path(path).read_text()) or {}
             return cls(CatalogFile.model_validate(raw))
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
-            raise ValueError(f"catalog {path}: {exc}") from None
+        except OSError as exc:
+            raise ValueError(f"catalog {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ValueError(f"catalog {path}: YAML syntax error{where}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in exc.errors())  # fmt: skip
+            raise ValueError(f"catalog {path}: {problems}") from None
 
     def apply(self, report: UsageReport) -> UsageReport:
         """The report checked and with its name snapshot. Raises ``BadValue``."""

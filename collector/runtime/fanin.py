@@ -8,7 +8,8 @@ values): cheap to pickle, rebuilt as an equal ``UsageReport`` on the other side.
 
 Messages on the queue (plain tuples):
 - ``("ready", worker, grpc_port, http_port)`` once the worker's receivers listen;
-- ``("committed", worker, rows, duplicates, rejects, seconds, accepted)`` after each commit;
+- ``("committed", worker, rows, duplicates, rejects, seconds, accepted, costs)`` after each
+  commit (``costs``: pico-units per report, see ``Committed.costs``);
 - ``("failed", worker)`` after a failed transaction, ``("retryable", worker, transport)`` after
   a retryable answer, ``("ignored", worker, {reason: items})`` after a request that ignored
   items, ``("pending", worker, reports)`` every second (self-telemetry);
@@ -59,14 +60,15 @@ class Forwarder:
     def __call__(self, committed: Committed) -> None:
         rows = [encode(r) for r in committed.reports]
         self._outbox.put(("committed", self._worker, rows, committed.duplicates,
-                          committed.rejects, committed.seconds, committed.accepted))  # fmt: skip
+                          committed.rejects, committed.seconds, committed.accepted,
+                          list(committed.costs)))  # fmt: skip
 
 
 def committed_from(message: tuple[Any, ...]) -> tuple[int, Committed]:
     """(worker, Committed) of a ``committed`` message."""
-    _kind, worker, rows, duplicates, rejects, seconds, accepted = message
+    _kind, worker, rows, duplicates, rejects, seconds, accepted, costs = message
     reports = [decode(r) for r in rows]
-    return worker, Committed(reports, duplicates, rejects, seconds, accepted)
+    return worker, Committed(reports, duplicates, rejects, seconds, accepted, costs)
 
 
 class RemoteTelemetry:

@@ -9,11 +9,12 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from collector.aggregation.pricing.watch import PriceWatcher, Pricing, build
 from collector.aggregation.rules import Estimation
 from collector.commit import GroupCommit
 from collector.config import Config, MetricsConfig
@@ -70,34 +71,81 @@ def mapping_rules(config: Config) -> MappingRules:
     )  # fmt: skip
 
 
+def pricing(config: Config) -> Pricing | None:
+    """The live price table, or None when ``pricing.enabled`` is false; ``ValueError`` for a
+    bad price file (its row and key named)."""
+    p = config.pricing
+    if not p.enabled:
+        return None
+    return Pricing(build(p.path, p.currency, p.builtin), p.currency)
+
+
 def metrics_export(
-    config: MetricsConfig | None, listeners: list[CommitListener]
+    config: MetricsConfig | None, listeners: list[CommitListener], currency: str = "USD"
 ) -> MetricsExport | None:
     """The re-export of committed usage (its listener added to ``listeners``), or None when
-    the ``metrics`` section is missing or disabled."""
+    the ``metrics`` section is null or disabled."""
     if config is None or not config.enabled:
         return None
     export = MetricsExport(config)
     listeners.append(UsageMetrics(export.meter, config.labels, config.label_limits,
-                                  config.label_limit, config.overflow_value))  # fmt: skip
+                                  config.label_limit, config.overflow_value,
+                                  currency))  # fmt: skip
     return export
 
 
 @dataclass
 class Totals:
-    """Counts for the one summary line logged at shutdown."""
+    """Counts for the periodic summary line and the one logged at shutdown."""
 
+    accepted: int = 0
     committed: int = 0
     duplicates: int = 0
     rejects: int = 0
+    ignored: int = 0
     transactions: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def __call__(self, committed: Committed) -> None:
+        self.accepted += committed.accepted
         self.committed += len(committed.reports)
         self.duplicates += committed.duplicates
         self.rejects += committed.rejects
         self.transactions += 1
+
+    def add_ignored(self, reasons: Mapping[str, int]) -> None:
+        """Items of an answered request neither counted nor rejected (``Ingest``'s tally)."""
+        self.ignored += sum(reasons.values())
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        return self.accepted, self.committed, self.rejects, self.ignored, self.duplicates
+
+
+async def log_summaries(
+    interval: float, totals: Callable[[], tuple[int, ...]], pending: Callable[[], int]
+) -> None:
+    """Every ``interval`` seconds one line: what the last interval took, and what waits.
+
+    Example: ``last 60s: accepted 12000, committed 11990, rejected 3, ignored 40,
+    deduplicated 10, pending 0`` (committed = new reports in the rollups; deduplicated =
+    committed before; ignored = items neither counted nor rejected, e.g. spans without
+    usage)."""
+    last = totals()
+    while True:
+        await asyncio.sleep(interval)
+        now = totals()
+        logger.info("%s", summary(interval, now, last, pending()))
+        last = now
+
+
+def summary(
+    interval: float, now: tuple[int, ...], last: tuple[int, ...], pending: int
+) -> str:
+    accepted, committed, rejected, ignored, duplicates = (
+        a - b for a, b in zip(now, last, strict=True))
+    return (f"last {interval:g}s: accepted {accepted}, committed {committed}, rejected "
+            f"{rejected}, ignored {ignored}, deduplicated {duplicates}, pending "
+            f"{pending}")  # fmt: skip
 
 
 class Service:
@@ -120,10 +168,12 @@ class Service:
         # Its own engine: an archive's COPY of a month may outlast database.command_timeout.
         self._retention_engine = create_engine(db.url, connect_timeout=db.connect_timeout,
                                                pool_size=1, command_timeout=COMMAND_TIMEOUT)
+        self.pricing = pricing(config)
         self.pruner = Pruner(self._retention_engine, retention_policy(config))
         horizon = self.pruner.horizon
         self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
-                            max_reject_rows=lim.max_reject_rows, horizon=horizon)  # fmt: skip
+                            max_reject_rows=lim.max_reject_rows, horizon=horizon,
+                            pricing=self.pricing)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
         self.metrics, self.telemetry = self._metrics(listeners, telemetry)
@@ -141,6 +191,11 @@ class Service:
         if config.catalog is not None and config.catalog.reload_interval > 0:
             self._watcher = CatalogWatcher(config.catalog.path,
                                            lambda catalog: self.ingest.use_catalog(catalog))
+        p = config.pricing
+        self._prices: PriceWatcher | None = None
+        self._watching_prices: asyncio.Task[None] | None = None
+        if self.pricing is not None and p.path is not None and p.reload_interval > 0:
+            self._prices = PriceWatcher(p.path, p.currency, p.builtin, self.pricing)
         self.ingest = Ingest(
             FieldMapper(mapping_rules(config)),
             MetricRules(custom_counters=config.mapping.counters),
@@ -149,7 +204,7 @@ class Service:
             config.sources,
             catalog=Catalog.load(config.catalog.path) if config.catalog else None,
             limits=lim.settings(),
-            on_ignored=self.telemetry.ignored if self.telemetry is not None else None,
+            on_ignored=self._ignored,
             horizon=horizon,
         )
         r = config.receivers
@@ -172,25 +227,29 @@ class Service:
             tls.server_context(cert, key) if cert is not None and key is not None else None,
         )  # fmt: skip
         self._stopped = False
+        self._summaries: asyncio.Task[None] | None = None
+        self.revision: str | None = None
+        """Schema revision of the database at start (None when it did not answer)."""
+
+    def _ignored(self, reasons: Mapping[str, int]) -> None:
+        self.totals.add_ignored(reasons)
+        if self.telemetry is not None:
+            self.telemetry.ignored(reasons)
 
     def _metrics(
         self, listeners: list[CommitListener], remote: TelemetrySink | None
     ) -> tuple[MetricsExport | None, TelemetrySink | None]:
         """The metrics re-export: usage counters fed by commits, self-telemetry around the
-        writer. Nothing when the ``metrics`` section is missing or disabled."""
+        writer. Nothing when the ``metrics`` section is null or disabled."""
         if remote is not None:
             return None, remote
-        export = metrics_export(self.config.metrics, listeners)
+        export = metrics_export(self.config.metrics, listeners, self.config.pricing.currency)
         if export is None or not export.config.self_telemetry:
             return export, None
         return export, SelfTelemetry(export.meter)
 
-    async def ready(self) -> bool:
-        return not self.commit.database_down and await self.sink.ping()
-
-    async def start(self) -> None:
-        if self.config.database.migrate_on_start:
-            await migrate.upgrade(self.engine)
+    async def _retention_start(self) -> None:
+        """The recorded time zone checked (a change refuses to start), partitions ahead."""
         try:
             await check_timezone(self.engine, self.config.aggregation.timezone, _utcnow())
         except TimezoneChanged:
@@ -198,13 +257,26 @@ class Service:
         except Exception as error:
             if self.config.database.migrate_on_start:
                 raise
-            # Started before its database (a worker, or migrations run apart): serve, and let
-            # /readyz say when the database answers.
             logger.warning("aggregation.timezone not checked against the database: %s", error)
         try:
             await self.pruner.ensure_ahead()
         except Exception as error:  # the DEFAULT partition takes the rows meanwhile
             logger.warning("retention: partitions ahead not created: %s", error)
+
+    async def ready(self) -> bool:
+        return not self.commit.database_down and await self.sink.ping()
+
+    async def start(self) -> None:
+        if self.config.database.migrate_on_start:
+            await migrate.upgrade(self.engine)
+            self.revision = await migrate.current(self.engine)
+        elif await self.sink.ping():
+            self.revision = migrate.head()
+        else:
+            # Serve anyway: senders are answered retryable until the database answers.
+            self.commit.database_unavailable("no answer at start, or schema not at head")
+        if self.revision is not None:
+            await self._retention_start()
         if self.metrics is not None:
             self.metrics.start()
         if self.telemetry is not None:
@@ -213,21 +285,31 @@ class Service:
         if self._watcher is not None and self.config.catalog is not None:
             interval = self.config.catalog.reload_interval
             self._watching = asyncio.create_task(self._watcher.run(interval))
+        if self._prices is not None:
+            interval = self.config.pricing.reload_interval
+            self._watching_prices = asyncio.create_task(self._prices.run(interval))
         if self.config.retention.interval > 0:
             self._retaining = asyncio.create_task(
                 retain(self.pruner, self.config.retention.interval), name="tokenbridge-retention"
             )
         await self.http.start()
         await self.grpc.start()
+        interval = self.config.log.summary_interval
+        if interval > 0:
+            self._summaries = asyncio.create_task(
+                log_summaries(interval, self.totals.counts, lambda: self.commit.pending)
+            )
 
     async def shutdown(self) -> None:
         """Stop intake, let requests in flight commit, close. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
+        if self._summaries is not None:
+            self._summaries.cancel()
         await self.grpc.shutdown()
         await self.http.shutdown()
-        for task in (self._watching, self._retaining):
+        for task in (self._watching, self._watching_prices, self._retaining):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -24,15 +24,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from collector import logs
 from collector.config import Config
 from collector.model import CommitListener
 from collector.runtime.fanin import Forwarder, Outbox, RemoteTelemetry, committed_from
-from collector.runtime.service import metrics_export
+from collector.runtime.service import Totals, metrics_export, summary
 from collector.telemetry import SelfTelemetry
 
 logger = logging.getLogger(__name__)
@@ -62,13 +63,18 @@ class Supervisor:
             "metrics": None,  # the supervisor owns the host's one metrics endpoint
         })  # fmt: skip
         self._migrate = config.database.migrate_on_start
-        self.listeners = list(listeners)
-        self.metrics = metrics_export(config.metrics, self.listeners)
+        self.revision: str | None = None
+        self.totals = Totals()
+        self._ports: tuple[int, int] = (0, 0)
+        self.listeners: list[CommitListener] = [self.totals, *listeners]
+        self.metrics = metrics_export(config.metrics, self.listeners, config.pricing.currency)
         self.telemetry: SelfTelemetry | None = None
         if self.metrics is not None and self.metrics.config.self_telemetry:
             self.telemetry = SelfTelemetry(self.metrics.meter)
             self.telemetry.watch_pending(lambda: sum(self._pending))
         self._pending = [0] * workers
+        self.pending = self._pending
+        """Reports each worker holds uncommitted (reported with self-telemetry on)."""
         self.committed = [0] * workers
         """Reports committed by each worker, as delivered to the supervisor."""
         self._queue: Any = _spawn.Queue()
@@ -86,9 +92,14 @@ class Supervisor:
     def http_port(self) -> int:
         return self.config.receivers.http_port
 
+    def ports(self) -> dict[str, int | None]:
+        metrics = self.metrics.port if self.metrics is not None else None
+        return {"grpc": self.grpc_port, "http": self.http_port, "metrics": metrics}
+
     def start(self, timeout: float = 60.0) -> None:
-        if self._migrate:
-            asyncio.run(_migrate(self.config.database.url, self.config.aggregation.timezone))
+        self.revision = asyncio.run(
+            _migrate(self.config.database.url, self._migrate, self.config.aggregation.timezone)
+        )
         if self.metrics is not None:
             self.metrics.start()
         self._processes = [self._spawn(i) for i in range(len(self._ready))]
@@ -102,7 +113,7 @@ class Supervisor:
     def _spawn(self, index: int) -> BaseProcess:
         process = _spawn.Process(
             target=worker_main,
-            args=(self.config.model_dump(), index, self._queue, self.telemetry is not None),
+            args=(self.config.model_dump(), index, self._queue),
             name=f"tokenbridge-worker-{index}",
         )  # fmt: skip
         process.start()
@@ -170,8 +181,10 @@ class Supervisor:
             self.telemetry.failed()
         elif self.telemetry is not None and kind == "retryable":
             self.telemetry.retryable(message[2])
-        elif self.telemetry is not None and kind == "ignored":
-            self.telemetry.ignored(message[2])
+        elif kind == "ignored":
+            self.totals.add_ignored(message[2])
+            if self.telemetry is not None:
+                self.telemetry.ignored(message[2])
 
     def _watch(self) -> None:
         """Restart a worker that died while serving."""
@@ -183,35 +196,37 @@ class Supervisor:
                 self._processes[index] = self._spawn(index)
 
 
-async def _migrate(url: str, zone: str) -> None:
-    """Migrate, and refuse a changed time zone here, once, with its one-line message."""
+async def _migrate(url: str, upgrade: bool, zone: str) -> str | None:
+    """Migrate (when ``upgrade``) and return the schema revision; None when the database does
+    not answer and need not be migrated (the workers answer retryable until it does). A
+    changed time zone is refused here, once, with its one-line message."""
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
     from exporters.sql.settings import check_timezone
 
     engine = create_engine(url)
     try:
-        await migrate.upgrade(engine)
-        await check_timezone(engine, zone, datetime.now(UTC).replace(tzinfo=None))
+        if upgrade:
+            await migrate.upgrade(engine)
+            await check_timezone(engine, zone, datetime.now(UTC).replace(tzinfo=None))
+            return await migrate.current(engine)
+        return migrate.head() if await migrate.is_current(engine) else None
     finally:
         await engine.dispose()
 
 
-def worker_main(
-    config_data: dict[str, Any], index: int, outbox: Outbox, telemetry: bool = False
-) -> None:
+def worker_main(config_data: dict[str, Any], index: int, outbox: Outbox) -> None:
     config = Config.model_validate(config_data)
-    logging.basicConfig(
-        level=config.log_level,
-        format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
-    )
-    asyncio.run(_work(config, index, outbox, telemetry))
+    logs.setup(config.log.level, config.log.format, worker=index)
+    asyncio.run(_work(config, index, outbox))
 
 
-async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> None:
+async def _work(config: Config, index: int, outbox: Outbox) -> None:
     from collector.runtime.service import Service, serve_until_signalled
 
-    remote = RemoteTelemetry(outbox, index) if telemetry else None
+    # Always: the supervisor's summary line counts pending and ignored from it, with or
+    # without a metrics endpoint.
+    remote = RemoteTelemetry(outbox, index)
     if index > 0:  # one pruner per host (SQLite has no advisory lock to take turns with)
         config = config.model_copy(
             update={"retention": config.retention.model_copy(update={"interval": 0})}
@@ -223,21 +238,24 @@ async def _work(config: Config, index: int, outbox: Outbox, telemetry: bool) -> 
     outbox.put(("stopped", index))
 
 
-def serve(config: Config, workers: int, listeners: Sequence[CommitListener] = ()) -> None:
-    """The supervisor's main: start, print the ready line, stop on SIGTERM/SIGINT."""
+def serve(
+    config: Config, workers: int, listeners: Sequence[CommitListener] = (),
+    ready: Callable[[Supervisor], None] = lambda _s: None,
+) -> None:  # fmt: skip
+    """The supervisor's main: start, call ``ready``, log a summary every
+    ``log.summary_interval`` seconds, stop on SIGTERM/SIGINT."""
     supervisor = Supervisor(config, workers, listeners)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     supervisor.start()
-    metrics = supervisor.metrics
-    at = f" metrics {metrics.config.host}:{metrics.port}" if metrics and metrics.port else ""
-    print(
-        f"tokenbridge ready: grpc {config.receivers.host}:{supervisor.grpc_port} "
-        f"http {config.receivers.host}:{supervisor.http_port}{at} ({workers} workers)",
-        flush=True,
-    )
+    ready(supervisor)
+    interval = config.log.summary_interval
+    last = supervisor.totals.counts()
     try:
-        stop.wait()
+        while not stop.wait(interval or None):
+            now = supervisor.totals.counts()
+            logger.info("%s", summary(interval, now, last, sum(supervisor.pending)))
+            last = now
     finally:
         supervisor.stop()

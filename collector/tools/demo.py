@@ -36,7 +36,8 @@ async def run_demo(
 
     url = f"sqlite:///{directory / 'tokenbridge.db'}"
     config = Config.model_validate(
-        {"database": {"url": url}, "receivers": {"grpc_port": 0, "http_port": 0}}
+        {"database": {"url": url}, "receivers": {"grpc_port": 0, "http_port": 0},
+         "metrics": None}
     )
     service = Service(config)
     await service.start()

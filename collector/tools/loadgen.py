@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import json
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
-from collector.tools.senders import Outcome, Sender, open_sender
+from collector.tools.senders import Outcome, Sender, nothing_listens, open_sender
 from collector.tools.synthetic import PROTOCOLS, Spread, Template, templates
 
 
@@ -58,6 +59,11 @@ class Summary:
     output_tokens: int = 0
     elapsed: float = 0.0
     latencies: list[float] = dataclasses.field(default_factory=list, repr=False)
+    retry_causes: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter)
+    """Why requests were retried: ``HTTP 503``, ``connection refused``, ..."""
+    failure_causes: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter)
 
     def percentile(self, fraction: float) -> float:
         """Latency of acknowledged attempts at ``fraction`` (nearest rank), seconds."""
@@ -67,7 +73,10 @@ class Summary:
         return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "latencies"}
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                               if f.name != "latencies"}  # fmt: skip
+        out["retry_causes"] = dict(self.retry_causes)
+        out["failure_causes"] = dict(self.failure_causes)
         out["spans_per_second"] = self.spans / self.elapsed if self.elapsed else 0.0
         out["p50_ms"] = self.percentile(0.50) * 1000
         out["p99_ms"] = self.percentile(0.99) * 1000
@@ -75,12 +84,16 @@ class Summary:
 
     def line(self) -> str:
         d = self.as_dict()
-        return (
+        line = (
             f"{self.protocol}: sent {self.sent}, acknowledged {self.acknowledged}, retried "
             f"{self.retried}, failed {self.failed}; {self.spans} spans in {self.elapsed:.1f}s "
             f"({d['spans_per_second']:,.0f}/s), ack p50 {d['p50_ms']:.0f} ms "
             f"p99 {d['p99_ms']:.0f} ms"
         )
+        for name, causes in (("retried", self.retry_causes), ("failed", self.failure_causes)):
+            if causes:
+                line += f"; {name}: " + ", ".join(f"{n}x {c}" for c, n in causes.most_common())
+        return line
 
 
 class LoadRun:
@@ -142,7 +155,7 @@ class LoadRun:
         try:
             while True:
                 began = time.monotonic()
-                outcome, retry_after = await sender.send(body)
+                outcome, retry_after, cause = await sender.send(body)
                 if outcome is Outcome.OK:
                     s.latencies.append(time.monotonic() - began)
                     s.acknowledged += 1
@@ -152,8 +165,11 @@ class LoadRun:
                     return
                 if outcome is Outcome.FAILED or time.monotonic() > deadline + self.options.drain:
                     s.failed += 1
+                    s.failure_causes[cause if outcome is Outcome.FAILED else
+                                     f"gave up after retries ({cause})"] += 1  # fmt: skip
                     return
                 s.retried += 1
+                s.retry_causes[cause] += 1
                 await asyncio.sleep(retry_after * random.uniform(0.5, 1.5))
         finally:
             slots.release()
@@ -188,19 +204,19 @@ def progress_printer(stream: TextIO) -> Callable[[Summary], None]:
 def add_parser(commands: Any) -> None:
     """The ``loadgen`` subcommand's options."""
     p: argparse.ArgumentParser = commands.add_parser("loadgen", help="send synthetic usage")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--grpc-port", type=int, default=4317)
-    p.add_argument("--http-port", type=int, default=4318)
-    p.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
+    p.add_argument("--host", default="127.0.0.1", help="the bridge's address")
+    p.add_argument("--grpc-port", type=int, default=4317, help="its OTLP/gRPC port")
+    p.add_argument("--http-port", type=int, default=4318, help="its OTLP/HTTP port")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="grpc", help="what to send")
     p.add_argument("--rate", type=float, default=0.0, help="spans/s (0: as fast as answered)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
     p.add_argument("--requests", type=int, default=0, help="stop after this many requests")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     p.add_argument("--spans", type=int, default=1000, help="calls per request")
-    p.add_argument("--models", type=int, default=Spread.models)
-    p.add_argument("--users", type=int, default=Spread.users)
-    p.add_argument("--keys", type=int, default=Spread.keys)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--models", type=int, default=Spread.models, help="distinct models")
+    p.add_argument("--users", type=int, default=Spread.users, help="distinct users")
+    p.add_argument("--keys", type=int, default=Spread.keys, help="distinct API keys")
+    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic traffic")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -217,7 +233,15 @@ def options_from(args: argparse.Namespace) -> LoadOptions:
 def main(
     args: argparse.Namespace, run: Callable[[Coroutine[Any, Any, Summary]], Summary]
 ) -> int:
-    """Run the load and print the summary; exit 1 when a request was not acknowledged."""
+    """Run the load and print the summary; exit 1 when a request was not acknowledged, or at
+    once when nothing listens at the target."""
+    port = args.grpc_port if args.protocol == "grpc" else args.http_port
+    flag = "--grpc-port" if args.protocol == "grpc" else "--http-port"
+    why = nothing_listens(args.host, port)
+    if why is not None:
+        print(f"tokenbridge: error: --host {args.host} {flag} {port}: {why}; start tokenbridge "
+              f"serve there or point {flag} and --host at it", file=sys.stderr)  # fmt: skip
+        return 1
     progress = None if args.quiet else progress_printer(sys.stderr)
     summary = run(LoadRun(options_from(args), progress).run())
     if progress is not None and sys.stderr.isatty():

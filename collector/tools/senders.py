@@ -7,6 +7,7 @@ bridge it measures.
 from __future__ import annotations
 
 import enum
+import socket
 from typing import Protocol
 
 import aiohttp
@@ -25,8 +26,9 @@ class Outcome(enum.Enum):
 
 
 class Sender(Protocol):
-    async def send(self, body: bytes) -> tuple[Outcome, float]:
-        """(outcome, seconds to wait before a retry)."""
+    async def send(self, body: bytes) -> tuple[Outcome, float, str]:
+        """(outcome, seconds to wait before a retry, the cause of a retry or failure: e.g.
+        ``connection refused``, ``HTTP 503``, ``gRPC INVALID_ARGUMENT: ...``)."""
 
     async def close(self) -> None: ...
 
@@ -44,15 +46,16 @@ class GrpcSender:
         self._next = 0
         self._timeout = timeout
 
-    async def send(self, body: bytes) -> tuple[Outcome, float]:
+    async def send(self, body: bytes) -> tuple[Outcome, float, str]:
         self._next = (self._next + 1) % len(self._exports)
         try:
             await self._exports[self._next](body, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
+            cause = _grpc_cause(error)
             if error.code() in _GRPC_RETRYABLE:
-                return Outcome.RETRY, DEFAULT_RETRY_AFTER
-            return Outcome.FAILED, 0.0
-        return Outcome.OK, 0.0
+                return Outcome.RETRY, DEFAULT_RETRY_AFTER, cause
+            return Outcome.FAILED, 0.0, cause
+        return Outcome.OK, 0.0, ""
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -65,21 +68,48 @@ class HttpSender:
         self._headers = {"Content-Type": content_type}
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
-    async def send(self, body: bytes) -> tuple[Outcome, float]:
+    async def send(self, body: bytes) -> tuple[Outcome, float, str]:
         try:
             async with self._session.post(self._url, data=body, headers=self._headers) as answer:
-                await answer.read()
+                text = (await answer.read())[:200].decode(errors="replace")
                 if answer.status == 200:
-                    return Outcome.OK, 0.0
+                    return Outcome.OK, 0.0, ""
                 if answer.status in _HTTP_RETRYABLE:
-                    return Outcome.RETRY, _retry_after(answer.headers.get("Retry-After"))
-                return Outcome.FAILED, 0.0
-        except (aiohttp.ClientConnectionError, TimeoutError):
-            # A refused or reset connection (bridge restarting) is retried, as exporters do.
-            return Outcome.RETRY, DEFAULT_RETRY_AFTER
+                    retry = _retry_after(answer.headers.get("Retry-After"))
+                    return Outcome.RETRY, retry, f"HTTP {answer.status}"
+                return Outcome.FAILED, 0.0, f"HTTP {answer.status}: {text}"
+        except aiohttp.ClientConnectorError as error:
+            # A refused connection (bridge restarting) is retried, as exporters do.
+            return Outcome.RETRY, DEFAULT_RETRY_AFTER, _connect_cause(error.os_error)
+        except aiohttp.ClientConnectionError as error:
+            return Outcome.RETRY, DEFAULT_RETRY_AFTER, f"connection lost ({error})"
+        except TimeoutError:
+            return Outcome.RETRY, DEFAULT_RETRY_AFTER, "timed out"
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def _connect_cause(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return f"cannot connect ({error.strerror or error})"
+
+
+def _grpc_cause(error: grpc.aio.AioRpcError) -> str:
+    details = error.details() or ""
+    if "Connection refused" in details:
+        return "connection refused"
+    return f"gRPC {error.code().name}: {details[:160]}".rstrip(": ")
+
+
+def nothing_listens(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """Why a TCP connection to ``host:port`` fails (e.g. ``connection refused``), or None."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return _connect_cause(error) if not isinstance(error, TimeoutError) else "timed out"
+    return None
 
 
 def _retry_after(value: str | None) -> float:

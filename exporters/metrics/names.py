@@ -23,12 +23,16 @@ INPUT_TOKENS = "tokenbridge.usage.input_tokens"
 OUTPUT_TOKENS = "tokenbridge.usage.output_tokens"
 CACHED_INPUT_TOKENS = "tokenbridge.usage.cached_input_tokens"
 REQUESTS = "tokenbridge.usage.requests"
+COST = "tokenbridge.usage.cost"
+UNPRICED_REQUESTS = "tokenbridge.usage.unpriced_requests"
 
 PROMETHEUS_SERIES: dict[str, str] = {
     "tokenbridge_usage_input_tokens_total": INPUT_TOKENS,
     "tokenbridge_usage_output_tokens_total": OUTPUT_TOKENS,
     "tokenbridge_usage_cached_input_tokens_total": CACHED_INPUT_TOKENS,
     "tokenbridge_usage_requests_total": REQUESTS,
+    "tokenbridge_usage_cost_total": COST,
+    "tokenbridge_usage_unpriced_requests_total": UNPRICED_REQUESTS,
     "tokenbridge_reports_accepted_total": REPORTS_ACCEPTED,
     "tokenbridge_reports_rejected_total": REPORTS_REJECTED,
     "tokenbridge_reports_deduplicated_total": REPORTS_DEDUPLICATED,

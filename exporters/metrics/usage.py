@@ -11,6 +11,11 @@ keyed by the label tuple (prometheus_client's way); the counters are observable 
 totals when a reader collects, so the commit path pays a few dict updates per report instead
 of an SDK ``add`` per series and counter.
 
+Cost: ``cost`` is the sum of the committed reports' ``cost`` (the SQL ``model_usages.cost``),
+kept as exact integer pico-units and shown in the currency (``currency`` label, plus the same
+labels and caps as the token counters); ``unpriced_requests`` is ``unpriced_request_count``.
+A series appears in either only once it has a priced, respectively unpriced, request.
+
 Labels are chosen by name (``LABELS``); each label keeps at most ``limit`` distinct values and
 maps any further value to the overflow value, so a flood of user ids cannot grow the series
 without bound. Example with ``user`` capped at 2: users a, b, c -> series a, b, __overflow__;
@@ -24,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from collector.aggregation.pricing.rates import as_decimal
 from collector.aggregation.rules import resolve_tokens
 from collector.model import Committed, UsageReport
 from exporters.metrics import names
@@ -90,6 +96,7 @@ class UsageMetrics:
         limits: Mapping[str, int] | None = None,
         default_limit: int = 1000,
         overflow: str = OVERFLOW,
+        currency: str = "USD",
     ) -> None:
         unknown = set(labels) - set(LABELS)
         if unknown:
@@ -100,7 +107,10 @@ class UsageMetrics:
             (LabelCap(limits.get(name, default_limit), overflow), LABELS[name]) for name in labels
         ]
         self._totals: dict[Key, list[int]] = {}
+        self._costs: dict[Key, list[int | None]] = {}
+        """Per key: cost in pico-units and unpriced requests, None until one was seen."""
         self._attributes: dict[Key, dict[str, str]] = {}
+        self._currency = currency
         self._lock = threading.Lock()
         """Commits update the totals on the event loop; readers collect from their threads."""
         for column, (name, unit, description) in enumerate((
@@ -110,10 +120,15 @@ class UsageMetrics:
             (names.REQUESTS, "{request}", "Requests"),
         )):  # fmt: skip
             meter.create_observable_counter(name, [self._observer(column)], unit, description)
+        meter.create_observable_counter(names.COST, [self._cost_observer(0)], f"{{{currency}}}",
+                                        "Cost of the priced requests")  # fmt: skip
+        meter.create_observable_counter(names.UNPRICED_REQUESTS, [self._cost_observer(1)],
+                                        "{request}", "Requests with no price")  # fmt: skip
 
     def __call__(self, committed: Committed) -> None:
+        costs = committed.costs
         with self._lock:
-            for report in committed.reports:
+            for n, report in enumerate(committed.reports):
                 key = tuple(cap(value(report)) for cap, value in self._columns)
                 row = self._totals.get(key)
                 if row is None:
@@ -124,11 +139,39 @@ class UsageMetrics:
                 row[1] += completion
                 row[2] += report.input_cached_token
                 row[3] += report.request_count
+                if costs:
+                    self._add_cost(key, costs[n], report.request_count)
+
+    def _add_cost(self, key: Key, cost: int | None, requests: int) -> None:
+        money = self._costs.get(key)
+        if money is None:
+            money = self._costs[key] = [None, None]
+        if cost is None:
+            money[1] = (money[1] or 0) + requests
+        else:
+            money[0] = (money[0] or 0) + cost
 
     def _observer(self, column: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
                 rows = [(row[column], self._attributes[key]) for key, row in self._totals.items()]
             return [Observation(value, attributes) for value, attributes in rows]
+
+        return observe
+
+    def _cost_observer(self, column: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                rows = [(money[column], self._attributes[key])
+                        for key, money in self._costs.items() if money[column] is not None]
+            out = []
+            for value, attributes in rows:
+                assert value is not None
+                if column == 0:
+                    out.append(Observation(float(as_decimal(value)),
+                                           {"currency": self._currency, **attributes}))
+                else:
+                    out.append(Observation(value, attributes))
+            return out
 
         return observe

@@ -21,15 +21,22 @@ def normalize_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, connect_timeout: float = 5.0, pool_size: int = 5, command_timeout: float = 15.0
-) -> AsyncEngine:
+    url: str, *, connect_timeout: float = 5.0, pool_size: int = 5, command_timeout: float = 15.0,
+    read_only: bool = False,
+) -> AsyncEngine:  # fmt: skip
     """``connect_timeout`` bounds a connection attempt and a wait for a pooled connection;
     ``command_timeout`` bounds one statement (PostgreSQL), so a database that stops answering
-    turns into "unavailable" instead of a request that hangs."""
+    turns into "unavailable" instead of a request that hangs. ``read_only``: a SQLite file is
+    opened read-only (``report`` must not create or change one)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        if read_only:
+            parsed = make_url(url)
+            url = parsed.set(database=f"file:{parsed.database}",
+                             query={"mode": "ro", "uri": "true"}).render_as_string(False)
         engine = create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if not read_only:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,

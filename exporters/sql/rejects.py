@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -45,3 +45,35 @@ async def recent(
     async with engine.connect() as conn:
         rows: Sequence[Any] = (await conn.execute(query)).all()
     return list(COLUMNS), [(row[0].isoformat(sep=" "), *row[1:]) for row in rows]
+
+
+class Stored(NamedTuple):
+    id: int
+    source: str
+    reason: str
+    item: str
+
+
+async def matching(
+    engine: AsyncEngine, start: date | None, end: date | None, reason: str | None
+) -> list[Stored]:
+    """Rejects received from ``start`` to ``end`` whose reason contains ``reason``, oldest
+    first (what ``tokenbridge rejects replay`` re-ingests)."""
+    t = schema.usage_rejects
+    query = select(t.c.id, t.c.source, t.c.reason, t.c.item).order_by(t.c.id)
+    if start is not None:
+        query = query.where(t.c.received_at >= datetime.combine(start, time.min))
+    if end is not None:
+        query = query.where(t.c.received_at < datetime.combine(end + timedelta(days=1), time.min))
+    if reason:
+        query = query.where(t.c.reason.contains(reason, autoescape=True))
+    async with engine.connect() as conn:
+        return [Stored(*row) for row in (await conn.execute(query)).all()]
+
+
+async def remove(engine: AsyncEngine, ids: Sequence[int]) -> None:
+    """Delete the rejects ``ids`` (replayed: they count now, or were rejected anew)."""
+    t = schema.usage_rejects
+    async with engine.begin() as conn:
+        for start in range(0, len(ids), 500):
+            await conn.execute(delete(t).where(t.c.id.in_(ids[start : start + 500])))

@@ -10,21 +10,11 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
+from exporters.sql.money import text, to_amount
+from exporters.sql.rows import IDENTITY_COLUMNS
 
-GROUPABLE = (
-    "date",
-    "model_id",
-    "model_name",
-    "provider_id",
-    "provider_name",
-    "provider_type",
-    "user_id",
-    "user_name",
-    "access_key",
-    "operation",
-    "model_route_id",
-    "organization_id",
-)
+GROUPABLE = IDENTITY_COLUMNS
+"""Every identity column of ``model_usages`` (the rollup key's and the catalog's names)."""
 SUMS = {
     "prompt_tokens": "prompt_token_count",
     "completion_tokens": "completion_token_count",
@@ -33,6 +23,7 @@ SUMS = {
     "reasoning_tokens": "completion_reasoning_token_count",
     "requests": "request_count",
     "estimated_requests": "estimated_request_count",
+    "unpriced_requests": "unpriced_request_count",
 }
 
 
@@ -41,14 +32,16 @@ def usage_query(start: date | None, end: date | None, by: Sequence[str]) -> Sele
     ``start``..``end`` (a ``date`` range: the index on ``date`` serves it)."""
     unknown = [column for column in by if column not in GROUPABLE]
     if unknown:
-        raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUPABLE)}")
+        raise ValueError(f"--by: cannot group by {', '.join(unknown)}; choose from "
+                         f"{', '.join(GROUPABLE)}")
     t = schema.model_usages
     keys = [t.c[column] for column in by]
     sums = [func.sum(t.c[column]).label(name) for name, column in SUMS.items()]
     total = (func.sum(t.c.prompt_token_count) + func.sum(t.c.completion_token_count)).label(
         "total_tokens"
     )
-    query = select(*keys, *sums[:2], total, *sums[2:]).group_by(*keys).order_by(*keys)
+    cost = func.sum(t.c.cost).label("cost")
+    query = select(*keys, *sums[:2], total, *sums[2:], cost).group_by(*keys).order_by(*keys)
     if start is not None:
         query = query.where(t.c.date >= start)
     if end is not None:
@@ -59,12 +52,16 @@ def usage_query(start: date | None, end: date | None, by: Sequence[str]) -> Sele
 async def usage(
     engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str]
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion."""
+    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion, ``cost``
+    the exact sum of the priced requests' cost as decimal text (empty when none was priced)
+    beside ``unpriced_requests``."""
     query = usage_query(start, end, by)
+    dialect = engine.dialect.name
     async with engine.connect() as conn:
         result = await conn.execute(query)
-        rows = [tuple(_plain(v) for v in row) for row in result]
-    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(SUMS)[2:]]
+        rows = [(*(_plain(v) for v in row[:-1]), text(to_amount(dialect, row[-1])))
+                for row in result]  # fmt: skip
+    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(SUMS)[2:], "cost"]
     return names, [row for row in rows if any(v is not None for v in row[len(by):])]
 
 

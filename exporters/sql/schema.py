@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -24,6 +25,12 @@ metadata = MetaData()
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 """SQLite only autoincrements an INTEGER PRIMARY KEY."""
+
+
+Money = Numeric(38, 12).with_variant(BigInteger(), "sqlite")
+"""Exact money: NUMERIC on PostgreSQL (the amount in the currency); on SQLite, which has no
+decimal type (its REAL is binary), an integer count of pico-units (10^-12 of the currency,
+``exporters.sql.money``), summed exactly by SQLite's integer ``sum()``."""
 
 
 def _count(name: str) -> Column[int]:
@@ -72,6 +79,8 @@ model_usages = Table(
     *_identity(),
     *_counts(),
     _count("estimated_request_count"),
+    Column("cost", Money),
+    _count("unpriced_request_count"),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_model_usages_date", "date"),
@@ -103,6 +112,9 @@ model_usage_details = Table(
     Column("completed_at", DateTime),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("cost", Money),
+    Column("cost_status", String(16)),
+    Column("price_version", String(255)),
     Index("ix_model_usage_details_date", "date"),
     Index("ix_model_usage_details_user_id", "user_id"),
     Index("ix_model_usage_details_completed_at", "completed_at"),

@@ -4,14 +4,15 @@ In the transaction, in this order (every step sorted by key, so replicas lock in
 0. the source rule decides which usage spans and GenAI metric points count
    (``exporters.sql.sources``, rows of ``producer_sources`` locked when they change);
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
-2. audit rows staged with their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING
-   RETURNING dedup_key``; the rows that conflicted leave the stage;
-3. the rows actually inserted summed by the database into the rollups: ``INSERT ... SELECT
+2. audit rows, each priced at its instant (``collector.aggregation.pricing``), staged with
+   their rollup key, inserted with ``ON CONFLICT (<unique key>) DO NOTHING
+   RETURNING dedup_key`` (``(dedup_key, date)`` on PostgreSQL's partitioned table); the
+   rows that conflicted leave the stage;
+3. the rows actually inserted summed by the database into the rollups, their cost and
+   unpriced requests with the counts: ``INSERT ... SELECT
    ... GROUP BY rollup_key ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n``
    (``exporters.sql.staging``);
-4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``); with a
-   retention horizon, reports and cumulative points dated before it are among them (``older
-   than retention``: their audit rows are gone, so a resend could not be told apart).
+4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``).
 A deadlock or serialization failure reruns the transaction; an unreachable database raises
 ``RetryableError``.
 """
@@ -30,6 +31,7 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.aggregation.horizon import REASON, Horizon
+from collector.aggregation.pricing.watch import Pricing
 from collector.aggregation.rules import usage_instant_ms
 from collector.errors import RetryableError
 from collector.model import Committed, PointSample, Reject, Source, UsageReport, Work
@@ -37,7 +39,16 @@ from exporters.sql import rejects, schema, sources, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
-from exporters.sql.rows import DETAIL_COLUMNS, IDENTITY_COLUMNS, ROLLUP_SUMS, RowBuilder, reject_row
+from exporters.sql.rows import (
+    COST_AT,
+    DETAIL_COLUMNS,
+    IDENTITY_COLUMNS,
+    ROLLUP_MERGES,
+    ROLLUP_SUMS,
+    STAGE_MONEY,
+    RowBuilder,
+    reject_row,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,17 +72,21 @@ class SqlSink:
         extra_dimensions: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
         max_reject_rows: int = 100_000,
+        pricing: Pricing | None = None,
         horizon: Horizon | None = None,
     ) -> None:
-        """``horizon``: the retention horizon; reports (and cumulative points) dated before
-        it are rejected, ``older than retention``, since their audit rows are gone."""
+        """``pricing``: the live price table; None prices nothing (cost columns NULL).
+        ``horizon``: the retention horizon; reports (and cumulative points) dated before it
+        are rejected, ``older than retention``, since their audit rows are gone."""
         self.engine = engine
         self._horizon = horizon
         self._max_reject_rows = max_reject_rows
-        self._rows = RowBuilder(tz, extra_dimensions)
-        self._stage = staging.Stage(
-            schema.model_usage_details, DETAIL_COLUMNS, "dedup_key", schema.DETAILS_UNIQUE
-        )
+        self._dialect = engine.dialect.name
+        self._priced = pricing is not None
+        self._rows = RowBuilder(tz, extra_dimensions, pricing)
+        self._stage = staging.Stage(schema.model_usage_details, DETAIL_COLUMNS, "dedup_key",
+                                    STAGE_MONEY if self._dialect == "postgresql" else None,
+                                    schema.DETAILS_UNIQUE)
         self._clock = clock
         self._insert = upsert_builder(engine.dialect.name)
 
@@ -83,7 +98,7 @@ class SqlSink:
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 async with self.engine.begin() as conn:
-                    reports, duplicates, ruled, rejected = await self._write(conn, work)
+                    reports, costs, duplicates, ruled, rejected = await self._write(conn, work)
                 break
             except exc.DBAPIError as error:
                 if is_conflict(error) and attempt < CONFLICT_RETRIES:
@@ -103,16 +118,17 @@ class SqlSink:
             accepted += ruled.accepted
             for tally, reason, items in ruled.ignored:  # committed: now tell each request
                 tally[reason] += items
-        return Committed(reports, duplicates, rejected, seconds, accepted)
+        return Committed(reports, duplicates, rejected, seconds, accepted, costs)
 
     async def _write(
         self, conn: AsyncConnection, work: Work
-    ) -> tuple[list[UsageReport], int, sources.Ruled | None, int]:
-        """(reports counted, duplicates skipped, the source rule's outcome, rejects stored)."""
+    ) -> tuple[list[UsageReport], list[int | None], int, sources.Ruled | None, int]:
+        """(reports counted, their costs, duplicates skipped, the source rule's outcome,
+        rejects stored)."""
         now_ms = int(self._clock() * 1000)
         earliest = None if self._horizon is None else self._horizon.earliest_ms(now_ms)
-        reports = list(work.reports)
         rejected = list(work.rejects)
+        reports = list(work.reports)
         samples: Sequence[PointSample] = work.samples
         ruled = None
         if work.producers:  # producer rows are locked before stream rows
@@ -131,7 +147,7 @@ class SqlSink:
             reports, late_reports = split_late(reports, earliest)
             rejected.extend(self._late_report(r, now_ms) for r in late_reports)
         unique = _first_by_key(reports)
-        new = await self._write_details(conn, unique)
+        new, costs = await self._write_details(conn, unique)
         if rejected:
             rows = sorted((reject_row(r) for r in rejected), key=lambda r: r["reject_key"])
             table = schema.usage_rejects
@@ -139,7 +155,7 @@ class SqlSink:
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
             await rejects.prune(conn, self._max_reject_rows)
-        return new, len(reports) - len(new), ruled, len(rejected)
+        return new, costs, len(reports) - len(new), ruled, len(rejected)
 
     def _late_report(self, report: UsageReport, now_ms: int) -> Reject:
         assert self._horizon is not None
@@ -156,28 +172,34 @@ class SqlSink:
 
     async def _write_details(
         self, conn: AsyncConnection, reports: list[UsageReport]
-    ) -> list[UsageReport]:
+    ) -> tuple[list[UsageReport], list[int | None]]:
         """Audit rows of ``reports`` inserted unless already there; the new ones summed into
-        the rollups (``exporters.sql.staging``). The reports actually inserted."""
+        the rollups (``exporters.sql.staging``). The reports actually inserted, and their
+        costs in pico-units when pricing is on (else an empty list)."""
         if not reports:
-            return []
+            return [], []
         staged = self._rows.staged
-        await self._stage.load(conn, [staged(r) for r in reports])
+        rows = [staged(r) for r in reports]
+        await self._stage.load(conn, rows)
         inserted = await self._stage.insert_new(conn, [r.dedup_key for r in reports])
         new = reports
         if len(inserted) < len(reports):
-            new = [r for r in reports if r.dedup_key in inserted]
+            kept = [(r, row) for r, row in zip(reports, rows, strict=True)
+                    if r.dedup_key in inserted]  # fmt: skip
+            new, rows = [r for r, _ in kept], [row for _, row in kept]
         untimed = [r.dedup_key for r in new if _untimed(r)]
         if untimed and conn.dialect.name == "postgresql":
             resent = await self._stage.drop_stored_day_before(conn, untimed)
             if resent:
-                new = [r for r in new if r.dedup_key not in resent]
+                kept = [(r, row) for r, row in zip(new, rows, strict=True)
+                        if r.dedup_key not in resent]  # fmt: skip
+                new, rows = [r for r, _ in kept], [row for _, row in kept]
         if new:
-            await self._stage.roll_up(
-                conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS, self._now()
-            )
+            await self._stage.roll_up(conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS,
+                                      self._now(), ROLLUP_MERGES)  # fmt: skip
         await self._stage.clear(conn)
-        return new
+        costs: list[int | None] = [row[COST_AT] for row in rows] if self._priced else []
+        return new, costs
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)

@@ -158,15 +158,14 @@ async def _store(
 ) -> None:
     table = schema.producer_sources
     rows = [_row(k, s, by_key[k], now) for k, s in sorted(changed.items())]
-    for start in range(0, len(rows), MAX_KEYS):
-        stmt = insert(table).values(rows[start : start + MAX_KEYS])
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["producer_key"],
-                set_={
-                    "spans": stmt.excluded.spans,
-                    "metrics_until": stmt.excluded.metrics_until,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-        )
+    stmt = insert(table)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["producer_key"],
+        set_={
+            "spans": stmt.excluded.spans,
+            "metrics_until": stmt.excluded.metrics_until,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    for start in range(0, len(rows), MAX_KEYS):  # one cached statement (see streams._store)
+        await conn.execute(upsert, rows[start : start + MAX_KEYS])

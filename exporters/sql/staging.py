@@ -37,30 +37,40 @@ def _quoted(names: Iterable[str]) -> str:
 
 
 class Stage:
-    """This connection's staging table for ``table``: its columns, then ``rollup_key``."""
+    """This connection's staging table for ``table``: its columns, then ``rollup_key``.
+
+    ``converted`` (PostgreSQL only): stage columns of another type than the table's, as
+    column -> (stage type, SQL expression of the table's value), applied by ``insert_new``
+    and ``roll_up`` (money is staged as integer pico-units, so no Python Decimal is built
+    per row)."""
 
     def __init__(
-        self,
-        table: Table,
-        columns: Sequence[str],
-        key: str,
+        self, table: Table, columns: Sequence[str], key: str,
+        converted: Mapping[str, tuple[str, str]] | None = None,
         unique: Mapping[str, Sequence[str]] | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """``unique``: per dialect, the columns of the unique key the insert conflicts on
         (default: ``key`` alone)."""
+        self.unique = dict(unique or {})
         self.table = table
         self.columns = tuple(columns)
         self.key = key
-        self.unique = dict(unique or {})
         self.name = f"tb_stage_{table.name}_rollup"
+        self.converted = dict(converted or {})
+
+    def _read(self, name: str, expr: str) -> str:
+        found = self.converted.get(name)
+        return expr if found is None else found[1]
 
     async def load(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows in ``columns`` order followed by their rollup key."""
         cols = _quoted(self.columns)
         if conn.dialect.name == "postgresql":
+            typed = ", ".join(f'CAST(NULL AS {self.converted[n][0]}) AS "{n}"'
+                              if n in self.converted else f'"{n}"' for n in self.columns)
             await conn.exec_driver_sql(
                 f"CREATE TEMP TABLE IF NOT EXISTS {self.name} ON COMMIT DELETE ROWS AS "
-                f'SELECT {cols}, CAST(NULL AS varchar(32)) AS "rollup_key" '
+                f'SELECT {typed}, CAST(NULL AS varchar(32)) AS "rollup_key" '
                 f"FROM {self.table.name} WITH NO DATA"
             )
             raw = await conn.get_raw_connection()
@@ -88,10 +98,11 @@ class Stage:
         """Insert the staged rows whose key is new and drop the others from the stage; the
         keys of the rows inserted. ``staged``: the keys of the rows loaded."""
         cols = _quoted(self.columns)
+        picked = ", ".join(self._read(n, f'"{n}"') for n in self.columns)
         key = self.key
         target = _quoted(self.unique.get(conn.dialect.name, (key,)))
         result = await conn.exec_driver_sql(
-            f"INSERT INTO {self.table.name} ({cols}) SELECT {cols} FROM {self.name} WHERE true "
+            f"INSERT INTO {self.table.name} ({cols}) SELECT {picked} FROM {self.name} WHERE true "
             f'ORDER BY "{key}" ON CONFLICT ({target}) DO NOTHING RETURNING "{key}"'
         )
         inserted = {row[0] for row in result}
@@ -140,17 +151,21 @@ class Stage:
         identity: Sequence[str],
         sums: Sequence[tuple[str, str]],
         stamp: datetime,
+        merges: Mapping[str, str] | None = None,
     ) -> None:
         """Sum the staged rows into ``target`` by ``rollup_key``: ``identity`` columns from
         each group's first row by key, ``sums`` as (target column, SQL expression over the
         stage), ``created_at``/``updated_at`` = ``stamp``; an existing row gets the sums added
-        and ``updated_at`` replaced."""
+        (or merged by ``merges``' expression of ``{t}``, the target, and ``excluded``) and
+        ``updated_at`` replaced."""
+        merges = merges or {}
         key = self.key
         first = ", ".join(f'f."{n}"' for n in identity)
-        summed = ", ".join(f'sum({expr}) AS "{name}"' for name, expr in sums)
+        summed = ", ".join(f'sum({self._read(name, expr)}) AS "{name}"' for name, expr in sums)
         sum_names = [name for name, _expr in sums]
         sets = ", ".join(
-            [f'"{n}" = {target.name}."{n}" + excluded."{n}"' for n in sum_names]
+            [f'"{n}" = ' + merges.get(n, f'{{t}}."{n}" + excluded."{n}"').format(t=target.name)
+             for n in sum_names]
             + ['"updated_at" = excluded."updated_at"']
         )
         columns = _quoted(["rollup_key", *identity, *sum_names, "created_at", "updated_at"])

@@ -95,16 +95,18 @@ async def _store(
          "updated_at": now}
         for k, s in sorted(changed.items())
     ]  # fmt: skip
+    # One cached statement run over the rows (SQLAlchemy batches them into multi-row
+    # VALUES); ``.values(rows)`` would compile a new statement of every batch's size, about
+    # 14 ms for 150 rows, more than the database spends.
+    stmt = insert(table)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["stream_key"],
+        set_={
+            "time_ns": stmt.excluded.time_ns,
+            "value": stmt.excluded.value,
+            "count": stmt.excluded.count,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
     for start in range(0, len(rows), MAX_KEYS):
-        stmt = insert(table).values(rows[start : start + MAX_KEYS])
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["stream_key"],
-                set_={
-                    "time_ns": stmt.excluded.time_ns,
-                    "value": stmt.excluded.value,
-                    "count": stmt.excluded.count,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-        )
+        await conn.execute(upsert, rows[start : start + MAX_KEYS])

@@ -235,7 +235,8 @@ async def test_a_request_that_fails_a_shared_transaction_is_retried_alone() -> N
     await settle()
     sink.gate.set()
     await asyncio.gather(head, good)
-    with pytest.raises(RetryableError, match="commit failed: constraint violated"):
+    # The sender is told it failed; the driver's text (SQL, addresses) goes to the log only.
+    with pytest.raises(RetryableError, match=r"^commit failed$"):
         await bad
     assert sink.batches == [["h"], ["ok"]] and not commit.database_down
     await commit.shutdown()

@@ -101,7 +101,7 @@ async def test_a_gateway_body_that_is_not_objects_is_refused_and_a_bad_model_rej
 async def test_a_source_turned_off_answers_its_items_as_ignored(
     sqlite_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
-    config = {"sources": {"gateway": False, "spans": False}, "log_level": "DEBUG"}
+    config = {"sources": {"gateway": False, "spans": False}, "log": {"level": "DEBUG"}}
     server, port = _serve(server_factory, sqlite_url, tmp_path, config)
     assert await push(server, [{"model": "q", "input_token": 3}] * 2) == answer(0, ignored=2)
     assert "ignored 2 items of a request: 2 gateway pushes not counted (sources.gateway: " \

@@ -75,15 +75,15 @@ async def test_gateway_pushes_are_counted_once_with_seed_rules(
     assert report.returncode == 0, report.stderr
     assert report.stdout.splitlines() == [
         "date,model_name,user_id,prompt_tokens,completion_tokens,total_tokens,cached_tokens,"
-        "cache_write_tokens,reasoning_tokens,requests,estimated_requests",
-        "2023-11-15,qwen3,7,200,40,240,60,0,0,3,1",
+        "cache_write_tokens,reasoning_tokens,requests,estimated_requests,unpriced_requests,cost",
+        "2023-11-15,qwen3,7,200,40,240,60,0,0,3,1,3,",  # qwen3 has no price: no cost, 3 unpriced
     ]
     as_json = cli("report", "--database-url", database_url, "--by", "access_key",
                   "--from", "2023-11-15", "--to", "2023-11-15", "--format", "json")  # fmt: skip
     assert json.loads(as_json.stdout) == [{
         "access_key": "ak-7", "prompt_tokens": 200, "completion_tokens": 40, "total_tokens": 240,
         "cached_tokens": 60, "cache_write_tokens": 0, "reasoning_tokens": 0, "requests": 3,
-        "estimated_requests": 1}]  # fmt: skip
+        "estimated_requests": 1, "unpriced_requests": 3, "cost": None}]  # fmt: skip
     empty = cli("report", "--database-url", database_url, "--from", "2023-11-16", "--format",
                 "json")  # fmt: skip
     assert json.loads(empty.stdout) == []
@@ -101,8 +101,10 @@ async def test_readme_example_shows_up_in_the_report(
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["model_name", "user_id", "prompt_tokens", "completion_tokens",
                                 "total_tokens", "cached_tokens", "cache_write_tokens",
-                                "reasoning_tokens", "requests", "estimated_requests"]  # fmt: skip
-    assert lines[2].split() == ["qwen3", "7", "120", "30", "150", "0", "0", "0", "1", "0"]
+                                "reasoning_tokens", "requests", "estimated_requests",
+                                "unpriced_requests", "cost"]  # fmt: skip
+    # qwen3 has no price (neither a price file nor genai-prices): unpriced, cost left empty.
+    assert lines[2].split() == ["qwen3", "7", "120", "30", "150", "0", "0", "0", "1", "0", "1"]
 
 
 def test_invalid_configuration_names_the_key_and_exits_2(tmp_path: Path) -> None:
@@ -148,7 +150,7 @@ async def test_catalog_validates_and_snapshots_names(
     rejects = await query(sqlite_url, "SELECT source, reason, item FROM usage_rejects")
     assert [(source, reason) for source, reason, _ in rejects] == [
         ("gateway_json", "catalog: model id 2 not found")]  # fmt: skip
-    assert "'request_id': 'gone'" in rejects[0][2]
+    assert json.loads(rejects[0][2]) == deleted  # kept as received: it can be replayed
 
 
 async def _logged(server: Server, text: str, count: int, timeout: float = 20.0) -> None:

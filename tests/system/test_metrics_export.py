@@ -70,6 +70,28 @@ def test_usage_counters_store_what_sql_stores_and_cap_each_label() -> None:
     assert sum(sums[names.OUTPUT_TOKENS].values()) == 6
 
 
+def test_cost_counters_share_the_labels_and_caps_and_keep_unpriced_apart() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    record = UsageMetrics(meter, labels=("user",), limits={"user": 2}, currency="EUR")
+    # Costs in pico-units, beside the reports: 0.0012, 0.5, unpriced, 0.25 (folded), 0.
+    record(Committed([_report(1, user_id="a"), _report(2, user_id="b"),
+                      _report(3, user_id="b", request_count=2), _report(4, user_id="c"),
+                      _report(5, user_id="a")], 0, 0, 0.0,
+                     costs=[1_200_000_000, 5 * 10**11, None, 25 * 10**10, 0]))  # fmt: skip
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {(m.name, tuple(sorted(p.attributes.items()))): p.value
+              for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics
+              for p in m.data.data_points}  # fmt: skip
+    cost = {k[1]: v for k, v in points.items() if k[0] == names.COST}
+    assert cost == {(("currency", "EUR"), ("user", "a")): 0.0012,
+                    (("currency", "EUR"), ("user", "b")): 0.5,
+                    (("currency", "EUR"), ("user", "__overflow__")): 0.25}  # fmt: skip
+    unpriced = {k[1]: v for k, v in points.items() if k[0] == names.UNPRICED_REQUESTS}
+    assert unpriced == {(("user", "b"),): 2}
+
+
 def test_an_unknown_label_is_refused() -> None:
     meter = MeterProvider().get_meter("test")
     with pytest.raises(ValueError, match="unknown metric labels"):
@@ -105,8 +127,11 @@ def test_two_providers_in_one_process_serve_their_own_registry() -> None:
         first.shutdown()
 
 
-def test_a_missing_or_disabled_section_serves_nothing_and_the_flag_enables_it() -> None:
-    assert config_module.load(environ={}).metrics is None
+def test_the_endpoint_is_on_by_default_and_null_or_disabled_turns_it_off() -> None:
+    default = config_module.load(environ={}).metrics
+    assert default is not None and (default.enabled, default.host, default.port) == (
+        True, "127.0.0.1", 9464)  # fmt: skip
+    assert config_module.load(overrides={"metrics": None}, environ={}).metrics is None
     disabled = config_module.load(overrides={"metrics": {"enabled": False}}, environ={})
     assert disabled.metrics is not None and not disabled.metrics.enabled
     environ = {"TOKENBRIDGE_METRICS__PORT": "9999", "TOKENBRIDGE_METRICS__LABELS": "[model, user]"}

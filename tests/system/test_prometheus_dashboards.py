@@ -5,10 +5,12 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from exporters.sql.money import to_amount
 from tests import traffic
 from tests.dashboard_queries import PROMETHEUS_DASHBOARDS, promql, targets
 from tests.prometheus import Prometheus, require_prometheus
@@ -63,6 +65,13 @@ async def test_every_prometheus_panel_returns_data_and_totals_equal_sql(
     assert prom_totals == sql_totals == (
         traffic.INPUT, traffic.OUTPUT, traffic.CACHED, traffic.REQUESTS
     )
+
+    # Cost: the priced requests' sum (gpt-4o, builtin) and the unpriced ones, as in SQL.
+    [(cost, unpriced)] = await query(sqlite_url, "SELECT sum(cost), sum(unpriced_request_count) "
+                                     "FROM model_usages")
+    assert to_amount("sqlite", cost) == Decimal("0.0014")
+    assert prometheus.value("sum(tokenbridge_usage_cost_total)") == 0.0014
+    assert prometheus.value("sum(tokenbridge_usage_unpriced_requests_total)") == unpriced == 4
 
     by_user = "SELECT user_id, sum(prompt_token_count) FROM model_usages GROUP BY user_id"
     by_user_sql = {user: int(tokens) for user, tokens in await query(sqlite_url, by_user)}

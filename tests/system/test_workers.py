@@ -4,9 +4,11 @@ supervisor's listener receives exactly what was committed."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from collector.config import Config
 from collector.model import Committed
@@ -29,7 +31,7 @@ async def test_two_workers_share_traffic_and_drain_into_one_listener(database_ur
     seen: list[Committed] = []
     config = Config.model_validate({
         "database": {"url": database_url},
-        "receivers": {"grpc_port": free_port(), "http_port": free_port()},
+        "receivers": {"grpc_port": free_port(), "http_port": free_port()}, "metrics": None,
     })  # fmt: skip
     supervisor = Supervisor(config, 2, [seen.append])
     await asyncio.to_thread(supervisor.start)
@@ -82,7 +84,10 @@ async def test_workers_show_one_consistent_set_of_counters(
     postgres_url: str, server_factory: type[Server], tmp_path: Path
 ) -> None:
     metrics_port = free_port()
-    server = server_factory(postgres_url, tmp_path, extra_args=[
+    prices = tmp_path / "prices.yaml"
+    prices.write_text('prices: [{match: {prefix: "model-"}, per_million: {input: 1.5, output: 3}}]')
+    config = {"pricing": {"path": str(prices), "builtin": False}}
+    server = server_factory(postgres_url, tmp_path, config, extra_args=[
         "--workers", "2", "--metrics-port", str(metrics_port)]).start()  # fmt: skip
     summary = await LoadRun(LoadOptions(
         grpc_port=server.grpc_port, http_port=server.http_port, protocol="grpc",
@@ -90,9 +95,10 @@ async def test_workers_show_one_consistent_set_of_counters(
         spread=Spread(models=2, users=3, keys=4),
     )).run()  # fmt: skip
     assert summary.acknowledged == 24
-    [(rows, prompt, completion)] = await query(postgres_url, """
+    [(rows, prompt, completion, cost)] = await query(postgres_url, """
         SELECT (SELECT count(*) FROM model_usage_details), sum(prompt_token_count),
-               sum(completion_token_count) FROM model_usages""")  # fmt: skip
+               sum(completion_token_count), sum(cost) FROM model_usages""")  # fmt: skip
+    assert cost == (Decimal("1.5") * prompt + 3 * completion) / 1_000_000
     assert rows == 24 * 25
     first = await asyncio.to_thread(_totals, metrics_port)
     second = await asyncio.to_thread(_totals, metrics_port)
@@ -103,6 +109,9 @@ async def test_workers_show_one_consistent_set_of_counters(
         assert scrape["tokenbridge_reports_committed_total"] == rows
         assert scrape["tokenbridge_reports_accepted_total"] == rows
         assert scrape["tokenbridge_database_errors_total"] == 0
+        # The workers' costs reach the one endpoint (a float sum over the series).
+        assert scrape["tokenbridge_usage_cost_total"] == pytest.approx(float(cost), rel=1e-12)
+        assert "tokenbridge_usage_unpriced_requests_total" not in scrape
         assert scrape["tokenbridge_reports_ignored_total"] == 0
     # A worker's ignored items reach the supervisor's counter too.
     logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{}, {}, {}]}]}]}

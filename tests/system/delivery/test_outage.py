@@ -6,6 +6,7 @@ must turn it into "unavailable")."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -35,6 +36,12 @@ async def _heal(proxy: TcpProxy, outage: str) -> None:
         await proxy.restore()
     else:
         proxy.thaw()
+
+
+async def _push(session: aiohttp.ClientSession, server: Server) -> tuple[int, object]:
+    body = {"model": "m", "input_token": 1, "request_id": "during-the-outage"}
+    async with session.post(f"{server.http}/v2/usage/gateway-metrics", json=body) as response:
+        return response.status, await response.json()
 
 
 async def _readyz(session: aiohttp.ClientSession, server: Server) -> int:
@@ -73,6 +80,7 @@ async def test_database_outage_answers_retryable_and_loses_nothing(
                 await asyncio.sleep(1)
                 ready_during.append(await _readyz(session, server))
             acked_during = len(tally.acked) - acked_at_cut
+            refused = await _push(session, server)
             await _heal(proxy, outage)
             deadline = time.monotonic() + 30
             while await _readyz(session, server) != 200:
@@ -94,3 +102,16 @@ async def test_database_outage_answers_retryable_and_loses_nothing(
     details = await scalar(postgres_url, "SELECT COUNT(*) FROM model_usage_details")
     assert details == len(tally.acked)
     assert await asyncio.to_thread(server.stop) == 0
+    # Senders learn to retry, not where the database lives.
+    assert refused == (503, {"code": 14, "message": "database unavailable"})
+    # The operator reads one line when the outage starts and one when it ends.
+    log = server.log()
+    assert log.count("WARNING collector.commit: database unavailable (") == 1, log
+    assert "answering retryable (HTTP 503 with Retry-After, gRPC UNAVAILABLE)" in log
+    [ended] = re.findall(r"database available again after ([\d.]+)s; (\d+) retryable answers", log)
+    # From its detection (a partition shows after the 2 s statement timeout) to the first
+    # probe that answers (every retry_after, 1 s).
+    assert OUTAGE_SECONDS[outage] - 3 <= float(ended[0]) <= OUTAGE_SECONDS[outage] + 30
+    # Every retryable answer of the outage, ours included, counted in that line.
+    answered = tally.answers["http 503"] + tally.answers["grpc UNAVAILABLE"] + 1
+    assert int(ended[1]) == answered, (ended, tally.answers)

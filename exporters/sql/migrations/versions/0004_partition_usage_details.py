@@ -1,7 +1,7 @@
 """partition model_usage_details by date (PostgreSQL); settings bookkeeping table
 
-Revision ID: 0003_partition_usage_details
-Revises: 0002_producer_sources
+Revision ID: 0004_partition_usage_details
+Revises: usage_cost
 Create Date: 2026-12-01 08:50:00
 
 PostgreSQL, in bounded steps inside the migration's one transaction (so a failure leaves the
@@ -21,8 +21,8 @@ from sqlalchemy import text
 
 from exporters.sql import partitions
 
-revision = '0003_partition_usage_details'
-down_revision = '0002_producer_sources'
+revision = '0004_partition_usage_details'
+down_revision = 'usage_cost'
 branch_labels = None
 depends_on = None
 
