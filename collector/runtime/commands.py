@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
@@ -121,17 +122,20 @@ def migrate(config: Config, origins: Origins, accept_timezone_change: bool = Fal
 
 
 async def _migrate(config: Config, accept_timezone_change: bool) -> None:
-    from collector.runtime.retention import after_migrate
+    from collector.runtime.service import retention_policy
     from exporters.sql import migrate as migrations
     from exporters.sql.engine import create_engine
-    from exporters.sql.retention import COMMAND_TIMEOUT
+    from exporters.sql.retention import COMMAND_TIMEOUT, Pruner
+    from exporters.sql.settings import check_timezone
 
     # A migration copies tables: its batches may outlast database.command_timeout.
     engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout,
                            command_timeout=COMMAND_TIMEOUT)  # fmt: skip
     try:
         await migrations.upgrade(engine)
-        created = await after_migrate(engine, config, accept_timezone_change)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        await check_timezone(engine, config.aggregation.timezone, now, accept_timezone_change)
+        created = await Pruner(engine, retention_policy(config)).ensure_ahead()
         print(f"database at revision {await migrations.current(engine)}"
               + (f"; created partitions {', '.join(created)}" if created else ""))
     finally:

@@ -1,30 +1,15 @@
-"""What ``prune`` and ``archive --restore`` do, and what ``migrate`` adds for retention
-(partitions ahead, the recorded time zone). Each raises ``StartupError`` for a cause the user
+"""What ``prune`` and ``archive --restore`` do. Each raises ``StartupError`` for a cause the user
 can fix, or ``ValueError`` with its one line."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from collector.config import Config
 from collector.origins import Origins
 from collector.runtime.commands import DATABASE, _database_errors, _require_schema, setting
 from collector.startup import check_sqlite
-
-
-async def after_migrate(engine: Any, config: Config, accept_timezone_change: bool) -> list[str]:
-    """Record (or check) the time zone of stored days; create partitions ahead. The names of
-    the partitions created."""
-    from collector.runtime.service import retention_policy
-    from exporters.sql.retention import Pruner
-    from exporters.sql.settings import check_timezone
-
-    now = datetime.now(UTC).replace(tzinfo=None)
-    await check_timezone(engine, config.aggregation.timezone, now, accept_timezone_change)
-    return await Pruner(engine, retention_policy(config)).ensure_ahead()
 
 
 def prune(config: Config, origins: Origins, dry_run: bool) -> str:

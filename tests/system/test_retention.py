@@ -156,7 +156,8 @@ async def test_a_changed_time_zone_is_refused_until_confirmed(
                    "--http-port", "0", timeout=60)  # fmt: skip
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith(
-        "tokenbridge: aggregation.timezone is 'Europe/Paris' but the stored days are in 'UTC'"
+        "tokenbridge: error: aggregation.timezone is 'Europe/Paris' but the stored days are in "
+        "'UTC'"
     )
     assert "Traceback" not in refused.stderr
     workers = _cli("serve", "-c", str(paris), "--database-url", sqlite_url, "--grpc-port", "0",
@@ -173,17 +174,19 @@ async def test_a_changed_time_zone_is_refused_until_confirmed(
 
 
 async def test_prune_and_restore_commands_speak_plainly(sqlite_url: str, tmp_path: Path) -> None:
+    unmigrated = _cli("prune", "--database-url", sqlite_url)
+    assert unmigrated.returncode == 2 and "Traceback" not in unmigrated.stderr
+    assert "run tokenbridge migrate" in unmigrated.stderr
+    assert _cli("migrate", "--database-url", sqlite_url).returncode == 0
     missing = _cli("archive", "--restore", str(tmp_path / "nope.csv.gz"),
                    "--database-url", sqlite_url)  # fmt: skip
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert "no such archive file" in missing.stderr
-    assert _cli("migrate", "--database-url", sqlite_url).returncode == 0
+    assert missing.stderr.strip().endswith("nope.csv.gz: no such archive file")
     dry = _cli("prune", "--dry-run", "--database-url", sqlite_url)
     assert (dry.returncode, dry.stdout.splitlines()[-1]) == (0, "would remove 0 rows in all")
     down = _cli("prune", "--database-url", "postgresql://nobody@127.0.0.1:1/none")
     assert down.returncode == 1 and "Traceback" not in down.stderr
-    assert down.stderr.splitlines()[-1].startswith("tokenbridge: database unavailable")
-
+    assert "connection refused" in down.stderr.splitlines()[-1]
 
 
 async def test_two_replicas_pruning_at_once_drop_each_partition_once(

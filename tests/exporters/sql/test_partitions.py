@@ -153,7 +153,12 @@ async def test_sqlite_keeps_its_table_and_rows_through_the_migration(sqlite_url:
     engine = create_engine(sqlite_url)
     try:
         await migrate.upgrade(engine, "0001")
-        await write(sqlite_url, [report(f"k{n}", date(2026, 3, 1 + n % 20), n) for n in range(50)])
+        for n in range(50):  # rows as revision 0001 stores them
+            await execute(sqlite_url, f"""insert into model_usage_details (dedup_key, date,
+                model_name, prompt_token_count, completion_token_count, request_count,
+                completed, estimated, source, created_at, updated_at) values ('k{n}',
+                '{date(2026, 3, 1 + n % 20)}', 'm1', {n}, 2, 1, 1, 0, 'otlp_span',
+                '2026-03-01 00:00:00', '2026-03-01 00:00:00')""")
         before = await totals(sqlite_url)
         await migrate.upgrade(engine)
     finally:
