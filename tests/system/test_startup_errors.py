@@ -18,8 +18,8 @@ from tests.conftest import PG_URL
 from tests.support import ROOT, Server, free_port
 
 URL_HELP = "use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
-SECTIONS = "receivers, database, aggregation, commit, sources, mapping, catalog, metrics, auth, " \
-           "tls, limits, log"  # fmt: skip
+SECTIONS = ("receivers, database, aggregation, commit, sources, mapping, catalog, pricing, "
+            "metrics, auth, tls, limits, retention, log")
 
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -201,7 +201,8 @@ def test_help_lists_every_command_and_the_defaults(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     listed = [line.split()[0] for line in helps().split("COMMAND\n", 2)[-1].splitlines()
               if line.startswith("    ") and not line.startswith("     ")]  # fmt: skip
-    assert listed == ["serve", "migrate", "report", "rejects", "loadgen", "demo"]
+    assert listed == ["serve", "migrate", "prune", "archive", "report", "rejects", "reprice",
+                      "loadgen", "demo"]
     assert "processes sharing the ports (one per core) (default: 1)" in helps("serve")
     assert "(default: date,model_name)" in helps("report")
     assert "spans/s (0: as fast as answered) (default: 0.0)" in helps("loadgen")
