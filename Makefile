@@ -22,6 +22,10 @@ run: install  ## serve on the embedded SQLite default (./tokenbridge.db)
 test: install  ## the whole test suite (PostgreSQL tests skip when it is unreachable, fail on CI)
 	$(PY) -m pytest $(ARGS)
 
+.PHONY: bench-partitions
+bench-partitions: install  ## only the partition and prune figures of make bench
+	$(PY) -m bench.partitions $(ARGS)
+
 .PHONY: bench-replicas bench-sources
 bench-sources: install  ## only the producer-rule line of make bench (ARGS go to bench.sources)
 	$(PY) -m bench.sources $(ARGS)
@@ -37,6 +41,7 @@ bench: install  ## throughput, latency and memory figures beside their reference
 	$(PY) -m bench.run $(ARGS)
 	$(PY) bench/replicas.py
 	$(PY) bench/gpustack.py
+	$(PY) -m bench.partitions
 
 .PHONY: bench-gpustack
 bench-gpustack: install  ## only GPUStack 2.3's collector beside tokenbridge's gpustack layout

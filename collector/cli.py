@@ -3,6 +3,8 @@
 commands:
   serve      receive OTLP and gateway pushes, commit usage, serve /metrics
   migrate    bring the database schema up to date
+  prune      remove audit rows past the retention horizon (--dry-run: only count)
+  archive    --restore F: load an archive written by prune back
   report     usage by key columns over a date range (--rejects: rejected items)
   rejects    rejects replay: count stored rejects again once their cause is fixed
   reprice    price the audit rows of some days again from the current price table
@@ -121,6 +123,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="processes sharing the ports (one per core)")  # fmt: skip
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
+    migrate.add_argument("--accept-timezone-change", action="store_true",
+                         help="record a changed aggregation.timezone (README, Retention)")
+    prune = commands.add_parser("prune", help="remove audit rows, rejects and stream state "
+                                "past the retention horizons (rollups are kept)")
+    _common(prune)
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    archive = commands.add_parser("archive", help="load an archive written by prune back")
+    _common(archive)
+    archive.add_argument("--restore", metavar="FILE", required=True,
+                         help="a .csv.gz archive of model_usage_details")
     report = commands.add_parser(
         "report", help="usage by key columns over a date range (--rejects: rejected items)")
     _common(report)
@@ -187,7 +199,14 @@ def _run(args: argparse.Namespace, config: Config, origins: Origins) -> int:
     if args.command == "serve":
         commands.serve(config, origins, args.workers)
     elif args.command == "migrate":
-        commands.migrate(config, origins)
+        commands.migrate(config, origins, args.accept_timezone_change)
+    elif args.command in ("prune", "archive"):
+        from collector.runtime import retention
+
+        if args.command == "prune":
+            sys.stdout.write(retention.prune(config, origins, args.dry_run))
+        else:
+            sys.stdout.write(retention.restore(config, origins, args.restore))
     elif args.command == "reprice":
         commands.check_database(config, origins)
         asyncio.run(_reprice(config, args))

@@ -417,6 +417,31 @@ class LimitsConfig(Section):
                       int(self.max_ahead * 1000))  # fmt: skip
 
 
+class RetentionConfig(Section):
+    """How long audit rows and rejects are kept; rollups (``model_usages``) are kept for good.
+
+    A day D of audit rows is removed once it is more than ``details_days`` days before today
+    (in ``aggregation.timezone``); a report dated before that horizon is rejected (``older
+    than retention``), since its audit row could no longer de-duplicate a resend."""
+
+    details_days: int = Field(400, ge=1)
+    """Days of ``model_usage_details`` kept (400: about GPUStack's 13 months)."""
+    rejects_days: int = Field(30, ge=1)
+    """Days of ``usage_rejects`` kept (beside ``limits.max_reject_rows``)."""
+    partition: Literal["day", "month"] = "month"
+    """PostgreSQL: one partition of ``model_usage_details`` per day or per month."""
+    partitions_ahead: int = Field(3, ge=1, le=400)
+    """Partitions created ahead of today (days or months), so no report waits for DDL."""
+    archive_dir: Path | None = None
+    """Where a partition (a day, on SQLite) is written before it is dropped; unset: no
+    archive. Files are gzip CSV with a header (``tokenbridge archive --restore F``)."""
+    interval: float = Field(3600.0, ge=0)
+    """Seconds between two prune runs inside ``serve`` (partitions ahead are created on
+    each run too); 0: ``serve`` never prunes (run ``tokenbridge prune`` instead)."""
+    batch_rows: int = Field(10_000, ge=100)
+    """Rows one DELETE removes at most (SQLite, PostgreSQL's default partition, rejects)."""
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """DEBUG also prints the traceback of a startup error; libraries log at WARNING or above
@@ -441,6 +466,7 @@ class Config(Section):
     auth: AuthConfig = AuthConfig()
     tls: TlsConfig = TlsConfig()
     limits: LimitsConfig = LimitsConfig()
+    retention: RetentionConfig = RetentionConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from collector.aggregation.rules import Estimation, estimate
+from collector.aggregation.horizon import Horizon
+from collector.aggregation.rules import Estimation, estimate, usage_instant_ms
 from collector.aggregation.sources import ProducerIndex
 from collector.config import LimitsConfig, SourcesConfig
 from collector.decode import wire
@@ -90,10 +91,16 @@ class Ingest:
         limits: Limits = DEFAULT_LIMITS,
         on_ignored: IgnoredListener | None = None,
         inflight: InFlight | None = None,
+        horizon: Horizon | None = None,
     ) -> None:
         """``sources``: which inputs count (custom counters always do); ``limits``: the bounds
-        of one request's content."""
+        of one request's content; ``horizon``: reports dated before the retention horizon
+        are rejected (``older than retention``) here, so the sender sees it (the sink checks
+        again at commit)."""
         self.mapper = mapper
+        self._horizon = horizon
+        self._earliest = (0, -1)
+        """(now, the horizon's UnixMilli at now): computed once per request's ``now``."""
         self.metric_rules = metric_rules
         self.metric_names = metric_rules.names
         self._estimation = estimation
@@ -196,6 +203,7 @@ class Ingest:
             work.ignored[outcome] += 1
             return
         report = check_report(estimate(self._named(outcome), self._estimation), limits)
+        self._check_age(usage_instant_ms(report), now)
         work.taken += 1
         if self._ruled:
             ruled = self._producers[id(work)].of(span.resource)
@@ -243,6 +251,7 @@ class Ingest:
             return sample
         if self._catalog is not None:
             sample = dataclasses.replace(sample, template=self._catalog.apply(sample.template))
+        self._check_age(sample.time_ns // 1_000_000, now)
         report = None
         if sample.cumulative:
             # Counts bounded by the stream's 64-bit state; the timestamps are checked here.
@@ -264,8 +273,22 @@ class Ingest:
         limits = self._limits
         check_attributes(item, {}, limits)
         report = self._named(gateway_report(item, self.mapper, now))
-        work.reports.append(check_report(estimate(report, self._estimation), limits))
+        report = check_report(estimate(report, self._estimation), limits)
+        self._check_age(usage_instant_ms(report), now)
+        work.reports.append(report)
         work.taken += 1
+
+    def _check_age(self, instant_ms: int, now: int) -> None:
+        """``BadValue`` when ``instant_ms`` is before the retention horizon at ``now``."""
+        horizon = self._horizon
+        if horizon is None:
+            return
+        at, earliest = self._earliest
+        if at != now:
+            earliest = horizon.earliest_ms(now)
+            self._earliest = (now, earliest)
+        if instant_ms < earliest:
+            raise BadValue(horizon.reason(instant_ms, now))
 
     def _named(self, report: UsageReport) -> UsageReport:
         """The catalog's check and name snapshot, when there is a catalog."""

@@ -291,6 +291,9 @@ def billing() -> dict[str, Any]:
               "  prompt_cached_token_count AS cached_input_tokens, estimated, completed, source,\n"
               "  request_id, cost, cost_status, price_version\n"
               "FROM model_usage_details WHERE $__timeFilter(created_at)\n"
+              # date is the partition key (in the rollup zone, within a day of UTC): the
+              # range lets PostgreSQL scan only the partitions of the window.
+              "  AND date BETWEEN $__timeFrom()::date - 1 AND $__timeTo()::date + 1\n"
               "ORDER BY created_at DESC, id DESC LIMIT 100")  # fmt: skip
     layout.add(panel("table", "Recent requests", [sql(recent)], POSTGRES), 24, 10)
     return dashboard("tokenbridge-billing", "tokenbridge / billing", layout,

@@ -26,6 +26,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+FIXTURE_RETENTION_DAYS = 36_500
+
+
 class Server:
     """``python -m collector serve`` (the ``tokenbridge`` entry point) on free loopback ports."""
 
@@ -38,6 +41,9 @@ class Server:
         self.http_port = free_port()
         self.config_path = workdir / f"tokenbridge-{self.http_port}.yaml"
         config = dict(config or {})
+        # Fixtures are fixed instants of 2023: keep them inside the retention horizon unless
+        # a test sets its own.
+        config.setdefault("retention", {"details_days": FIXTURE_RETENTION_DAYS})
         self.metrics_port: int | None = None
         metrics = config.get("metrics", {})
         if isinstance(metrics, dict) and "port" not in metrics:

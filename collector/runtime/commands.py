@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
@@ -114,18 +115,23 @@ def _database_errors(config: Config, origins: Origins) -> Iterator[None]:
         raise problem from error
 
 
-def migrate(config: Config, origins: Origins) -> None:
+def migrate(config: Config, origins: Origins, accept_timezone_change: bool = False) -> None:
     check_sqlite(config.database.url, setting(origins, *DATABASE), writes=True)
     with _database_errors(config, origins):
-        asyncio.run(_migrate(config))
+        asyncio.run(_migrate(config, accept_timezone_change))
 
 
-async def _migrate(config: Config) -> None:
+async def _migrate(config: Config, accept_timezone_change: bool) -> None:
+    from collector.runtime.service import retention_policy
     from exporters.sql import migrate as migrations
     from exporters.sql.engine import create_engine
     from exporters.sql.gpustack import migrate as gpustack_migrations
+    from exporters.sql.retention import COMMAND_TIMEOUT, Pruner
+    from exporters.sql.settings import check_timezone
 
-    engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout)
+    # A migration copies tables: its batches may outlast database.command_timeout.
+    engine = create_engine(config.database.url, connect_timeout=config.database.connect_timeout,
+                           command_timeout=COMMAND_TIMEOUT)  # fmt: skip
     try:
         if config.database.layout == "gpustack":
             await gpustack_migrations.upgrade(engine)
@@ -133,7 +139,11 @@ async def _migrate(config: Config) -> None:
             print(f"GPUStack schema checked; tokenbridge bookkeeping at revision {revision}")
             return
         await migrations.upgrade(engine)
-        print(f"database at revision {await migrations.current(engine)}")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        await check_timezone(engine, config.aggregation.timezone, now, accept_timezone_change)
+        created = await Pruner(engine, retention_policy(config)).ensure_ahead()
+        print(f"database at revision {await migrations.current(engine)}"
+              + (f"; created partitions {', '.join(created)}" if created else ""))
     finally:
         await engine.dispose()
 

@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from collector.aggregation.pricing.watch import PriceWatcher, Pricing, build
@@ -39,6 +40,8 @@ from exporters.sql.engine import create_engine
 from exporters.sql.gpustack import catalog_source
 from exporters.sql.gpustack import migrate as gpustack_migrate
 from exporters.sql.gpustack.sink import GpustackSink
+from exporters.sql.retention import COMMAND_TIMEOUT, Policy, Pruner
+from exporters.sql.settings import TimezoneChanged, check_timezone
 from exporters.sql.sink import SqlSink
 
 logger = logging.getLogger(__name__)
@@ -171,15 +174,22 @@ class Service:
                                     command_timeout=db.command_timeout)  # fmt: skip
         agg = config.aggregation
         lim = config.limits
+        # Its own engine: an archive's COPY of a month may outlast database.command_timeout.
+        self._retention_engine = create_engine(db.url, connect_timeout=db.connect_timeout,
+                                               pool_size=1, command_timeout=COMMAND_TIMEOUT)
         self.pricing = pricing(config)
         self.gpustack = db.layout == "gpustack"
+        self.pruner: Pruner | None = None
+        horizon = None
         self.sink: SqlSink | GpustackSink
-        if self.gpustack:  # GPUStack's tables have no cost columns: nothing is priced there
+        if self.gpustack:  # GPUStack's own tables: nothing is priced, partitioned or pruned there
             self.sink = GpustackSink(self.engine, ZoneInfo(agg.timezone),
                                      max_reject_rows=lim.max_reject_rows)  # fmt: skip
         else:
+            self.pruner = Pruner(self._retention_engine, retention_policy(config))
+            horizon = self.pruner.horizon
             self.sink = SqlSink(self.engine, ZoneInfo(agg.timezone), agg.extra_dimensions,
-                                max_reject_rows=lim.max_reject_rows,
+                                max_reject_rows=lim.max_reject_rows, horizon=horizon,
                                 pricing=self.pricing)  # fmt: skip
         self.totals = Totals()
         listeners = [self.totals, *(listeners or [])]
@@ -194,6 +204,7 @@ class Service:
         # is picked up by the first check, not missed.
         self._watcher: CatalogWatcher | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._retaining: asyncio.Task[None] | None = None
         if config.catalog is not None and config.catalog.reload_interval > 0:
             self._watcher = CatalogWatcher(config.catalog.path,
                                            lambda catalog: self.ingest.use_catalog(catalog))
@@ -213,6 +224,7 @@ class Service:
             on_ignored=self._ignored,
             inflight=InFlight(lim.max_inflight_bytes, lim.max_inflight_items,
                               config.commit.retry_after),
+            horizon=horizon,
         )
         r = config.receivers
         a = config.auth
@@ -257,10 +269,39 @@ class Service:
             return export, None
         return export, SelfTelemetry(export.meter)
 
+    async def _retention_start(self, pruner: Pruner) -> None:
+        """The recorded time zone checked (a change refuses to start), partitions ahead."""
+        try:
+            await check_timezone(self.engine, self.config.aggregation.timezone, _utcnow())
+        except TimezoneChanged:
+            raise
+        except Exception as error:
+            if self.config.database.migrate_on_start:
+                raise
+            logger.warning("aggregation.timezone not checked against the database: %s", error)
+        try:
+            await pruner.ensure_ahead()
+        except Exception as error:  # the DEFAULT partition takes the rows meanwhile
+            logger.warning("retention: partitions ahead not created: %s", error)
+
     async def ready(self) -> bool:
         return not self.commit.database_down and await self.sink.ping()
 
     async def start(self) -> None:
+        """Sinks first, receivers last: schema, re-export, commit, background tasks, then the
+        gRPC and HTTP receivers."""
+        await self._start_schema()
+        if self.metrics is not None:
+            self.metrics.start()
+        if self.telemetry is not None:
+            self.telemetry.start()
+        await self.commit.start()
+        self._start_tasks()
+        await self.http.start()
+        await self.grpc.start()
+
+    async def _start_schema(self) -> None:
+        """Migrated (or checked) schema, then the time zone check and partitions ahead."""
         if self.gpustack:
             await self._start_gpustack()
         elif self.config.database.migrate_on_start:
@@ -271,19 +312,21 @@ class Service:
         else:
             # Serve anyway: senders are answered retryable until the database answers.
             self.commit.database_unavailable("no answer at start, or schema not at head")
-        if self.metrics is not None:
-            self.metrics.start()
-        if self.telemetry is not None:
-            self.telemetry.start()
-        await self.commit.start()
+        if self.revision is not None and self.pruner is not None:
+            await self._retention_start(self.pruner)
+
+    def _start_tasks(self) -> None:
+        """Catalog and price reloads, retention, the periodic summary line."""
         if self._watcher is not None and self.config.catalog is not None:
             interval = self.config.catalog.reload_interval
             self._watching = asyncio.create_task(self._watcher.run(interval))
         if self._prices is not None:
             interval = self.config.pricing.reload_interval
             self._watching_prices = asyncio.create_task(self._prices.run(interval))
-        await self.http.start()
-        await self.grpc.start()
+        if self.pruner is not None and self.config.retention.interval > 0:
+            self._retaining = asyncio.create_task(
+                retain(self.pruner, self.config.retention.interval), name="tokenbridge-retention"
+            )
         interval = self.config.log.summary_interval
         if interval > 0:
             self._summaries = asyncio.create_task(
@@ -314,7 +357,7 @@ class Service:
             self._summaries.cancel()
         await self.grpc.shutdown()
         await self.http.shutdown()
-        for task in (self._watching, self._watching_prices):
+        for task in (self._watching, self._watching_prices, self._retaining):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -324,10 +367,11 @@ class Service:
             self.telemetry.shutdown()
         if self.metrics is not None:
             self.metrics.shutdown()
-        with contextlib.suppress(TimeoutError):
-            # Closing a pooled connection waits for the server's goodbye; a database that
-            # stopped answering must not hold the exit (the OS closes the sockets).
-            await asyncio.wait_for(self.engine.dispose(), self.config.database.connect_timeout)
+        for engine in (self.engine, self._retention_engine):
+            with contextlib.suppress(TimeoutError):
+                # Closing a pooled connection waits for the server's goodbye; a database that
+                # stopped answering must not hold the exit (the OS closes the sockets).
+                await asyncio.wait_for(engine.dispose(), self.config.database.connect_timeout)
         t = self.totals
         logger.info(
             "tokenbridge stopped after %.1fs: %d reports committed, %d duplicates skipped, "
@@ -335,6 +379,28 @@ class Service:
             time.monotonic() - t.started, t.committed, t.duplicates, t.rejects,
             t.transactions, self.commit.pending,
         )  # fmt: skip
+
+
+def retention_policy(config: Config) -> Policy:
+    r = config.retention
+    return Policy(r.details_days, r.rejects_days, r.partition, r.partitions_ahead, r.archive_dir,
+                  r.batch_rows, ZoneInfo(config.aggregation.timezone))  # fmt: skip
+
+
+async def retain(pruner: Pruner, interval: float) -> None:
+    """Every ``interval`` seconds from start: partitions ahead, then a prune run (skipped
+    while another replica prunes). A failed run is logged and tried again next time."""
+    while True:
+        try:
+            await pruner.ensure_ahead()
+            await pruner.run()
+        except Exception as error:
+            logger.warning("retention run failed, kept everything it had not removed: %s", error)
+        await asyncio.sleep(interval)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 async def serve_until_signalled(service: Service, ready: Callable[[Service], None]) -> None:

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -97,7 +98,9 @@ class Supervisor:
 
     def start(self, timeout: float = 60.0) -> None:
         db = self.config.database
-        self.revision = asyncio.run(_migrate(db.url, self._migrate, db.layout))
+        self.revision = asyncio.run(
+            _migrate(db.url, self._migrate, self.config.aggregation.timezone, db.layout)
+        )
         if self.metrics is not None:
             self.metrics.start()
         self._processes = [self._spawn(i) for i in range(len(self._ready))]
@@ -194,14 +197,15 @@ class Supervisor:
                 self._processes[index] = self._spawn(index)
 
 
-async def _migrate(url: str, upgrade: bool, layout: str = "tokenbridge") -> str | None:
+async def _migrate(url: str, upgrade: bool, zone: str, layout: str = "tokenbridge") -> str | None:
     """Migrate (when ``upgrade``) and return the schema revision; None when the database does
-    not answer and need not be migrated (the workers answer retryable until it does). The
-    gpustack layout checks GPUStack's schema (``SchemaError``) and migrates tokenbridge's
-    tables beside it."""
+    not answer and need not be migrated (the workers answer retryable until it does). A
+    changed time zone is refused here, once, with its one-line message. The gpustack layout
+    checks GPUStack's schema (``SchemaError``) and migrates tokenbridge's tables beside it."""
     from exporters.sql import migrate
     from exporters.sql.engine import create_engine
     from exporters.sql.gpustack import migrate as gpustack_migrate
+    from exporters.sql.settings import check_timezone
 
     engine = create_engine(url)
     try:
@@ -213,6 +217,7 @@ async def _migrate(url: str, upgrade: bool, layout: str = "tokenbridge") -> str 
             return await gpustack_migrate.current(engine)
         if upgrade:
             await migrate.upgrade(engine)
+            await check_timezone(engine, zone, datetime.now(UTC).replace(tzinfo=None))
             return await migrate.current(engine)
         return migrate.head() if await migrate.is_current(engine) else None
     finally:
@@ -231,6 +236,10 @@ async def _work(config: Config, index: int, outbox: Outbox) -> None:
     # Always: the supervisor's summary line counts pending and ignored from it, with or
     # without a metrics endpoint.
     remote = RemoteTelemetry(outbox, index)
+    if index > 0:  # one pruner per host (SQLite has no advisory lock to take turns with)
+        config = config.model_copy(
+            update={"retention": config.retention.model_copy(update={"interval": 0})}
+        )
     service = Service(config, [Forwarder(outbox, index)], reuse_port=True, telemetry=remote)
     await serve_until_signalled(
         service, lambda s: outbox.put(("ready", index, s.grpc.port, s.http.port))

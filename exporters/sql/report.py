@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporters.sql import schema
@@ -27,32 +27,40 @@ SUMS = {
 }
 
 
-async def usage(
-    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str],
-    t: Table = schema.model_usages,
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion, ``cost``
-    the exact sum of the priced requests' cost as decimal text (empty when none was priced)
-    beside ``unpriced_requests``. ``t``: the layout's rollup table (GPUStack's
-    ``model_usages`` has fewer columns, and no cost)."""
+def usage_query(
+    start: date | None, end: date | None, by: Sequence[str], t: Table = schema.model_usages,
+) -> Select[Any]:
+    """The report's statement: sums of the rollup table ``t`` per group of ``by`` over the
+    days ``start``..``end`` (a ``date`` range: the index on ``date`` serves it). ``t``: the
+    layout's rollup table (GPUStack's ``model_usages`` has fewer columns, and no cost)."""
     groupable = [c for c in (*GROUPABLE, "consumer_principal_id") if c in t.c]
     unknown = [column for column in by if column not in groupable]
     if unknown:
         raise ValueError(f"--by: cannot group by {', '.join(unknown)}; choose from "
                          f"{', '.join(groupable)}")
     keys = [t.c[column] for column in by]
-    present = {name: column for name, column in SUMS.items() if column in t.c}
-    sums = [func.sum(t.c[column]).label(name) for name, column in present.items()]
+    sums = [func.sum(t.c[column]).label(name) for name, column in SUMS.items() if column in t.c]
     total = (func.sum(t.c.prompt_token_count) + func.sum(t.c.completion_token_count)).label(
         "total_tokens"
     )
-    priced = "cost" in t.c
-    cost = [func.sum(t.c.cost).label("cost")] if priced else []
+    cost = [func.sum(t.c.cost).label("cost")] if "cost" in t.c else []
     query = select(*keys, *sums[:2], total, *sums[2:], *cost).group_by(*keys).order_by(*keys)
     if start is not None:
         query = query.where(t.c.date >= start)
     if end is not None:
         query = query.where(t.c.date <= end)
+    return query
+
+
+async def usage(
+    engine: AsyncEngine, start: date | None, end: date | None, by: Sequence[str],
+    t: Table = schema.model_usages,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(column names, rows): sums per group, ``total_tokens`` = prompt + completion, ``cost``
+    the exact sum of the priced requests' cost as decimal text (empty when none was priced)
+    beside ``unpriced_requests``."""
+    query = usage_query(start, end, by, t)
+    priced = "cost" in t.c
     dialect = engine.dialect.name
     async with engine.connect() as conn:
         result = await conn.execute(query)
@@ -61,10 +69,10 @@ async def usage(
                     for row in result]  # fmt: skip
         else:
             rows = [tuple(_plain(v) for v in row) for row in result]
-    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *list(present)[2:],
+    present = [name for name, column in SUMS.items() if column in t.c]
+    names = [*by, "prompt_tokens", "completion_tokens", "total_tokens", *present[2:],
              *(["cost"] if priced else [])]  # fmt: skip
     return names, [row for row in rows if any(v is not None for v in row[len(by):])]
-
 
 def _plain(value: Any) -> Any:
     if isinstance(value, date):

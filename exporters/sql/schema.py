@@ -87,6 +87,11 @@ model_usages = Table(
     Index("ix_model_usages_user_id", "user_id"),
 )
 
+DETAILS_UNIQUE = {"postgresql": ("dedup_key", "date"), "sqlite": ("dedup_key",)}
+"""The audit rows' unique key per engine. PostgreSQL's ``model_usage_details`` is partitioned
+on ``date`` (``exporters.sql.partitions``), and a partitioned table's unique key must hold the
+partition column; SQLite's ordinary table keeps ``dedup_key`` alone."""
+
 model_usage_details = Table(
     "model_usage_details",
     metadata,
@@ -126,6 +131,16 @@ usage_rejects = Table(
     Column("item", Text, nullable=False),
     Index("ix_usage_rejects_received_at", "received_at"),
 )
+
+settings = Table(
+    "tokenbridge_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+"""What the stored rows depend on, e.g. the time zone their days are in
+(``exporters.sql.settings``)."""
 
 metric_streams = Table(
     "metric_streams",

@@ -5,8 +5,9 @@ In the transaction, in this order (every step sorted by key, so replicas lock in
    (``exporters.sql.sources``, rows of ``producer_sources`` locked when they change);
 1. cumulative samples become deltas against ``metric_streams`` (rows locked), state updated;
 2. audit rows, each priced at its instant (``collector.aggregation.pricing``), staged with
-   their rollup key, inserted with ``ON CONFLICT (dedup_key) DO NOTHING RETURNING
-   dedup_key``; the rows that conflicted leave the stage;
+   their rollup key, inserted with ``ON CONFLICT (<unique key>) DO NOTHING
+   RETURNING dedup_key`` (``(dedup_key, date)`` on PostgreSQL's partitioned table); the
+   rows that conflicted leave the stage;
 3. the rows actually inserted summed by the database into the rollups, their cost and
    unpriced requests with the counts: ``INSERT ... SELECT
    ... GROUP BY rollup_key ... ON CONFLICT (rollup_key) DO UPDATE SET n = n + excluded.n``
@@ -29,9 +30,11 @@ from typing import TypeVar
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from collector.aggregation.horizon import REASON, Horizon
 from collector.aggregation.pricing.watch import Pricing
+from collector.aggregation.rules import usage_instant_ms
 from collector.errors import RetryableError
-from collector.model import Committed, PointSample, UsageReport, Work
+from collector.model import Committed, PointSample, Reject, Source, UsageReport, Work
 from exporters.sql import rejects, schema, sources, staging, streams
 from exporters.sql.dialect import upsert_builder
 from exporters.sql.engine import is_conflict, is_unavailable
@@ -52,6 +55,7 @@ T = TypeVar("T")
 MAX_PARAMS = 30000
 """asyncpg takes at most 32767 bind parameters a statement."""
 CONFLICT_RETRIES = 8
+MAX_ITEM = 2000
 
 
 def chunks(rows: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
@@ -69,15 +73,20 @@ class SqlSink:
         clock: Callable[[], float] = time.time,
         max_reject_rows: int = 100_000,
         pricing: Pricing | None = None,
+        horizon: Horizon | None = None,
     ) -> None:
-        """``pricing``: the live price table; None prices nothing (cost columns NULL)."""
+        """``pricing``: the live price table; None prices nothing (cost columns NULL).
+        ``horizon``: the retention horizon; reports (and cumulative points) dated before it
+        are rejected, ``older than retention``, since their audit rows are gone."""
         self.engine = engine
+        self._horizon = horizon
         self._max_reject_rows = max_reject_rows
         self._dialect = engine.dialect.name
         self._priced = pricing is not None
         self._rows = RowBuilder(tz, extra_dimensions, pricing)
         self._stage = staging.Stage(schema.model_usage_details, DETAIL_COLUMNS, "dedup_key",
-                                    STAGE_MONEY if self._dialect == "postgresql" else None)
+                                    STAGE_MONEY if self._dialect == "postgresql" else None,
+                                    schema.DETAILS_UNIQUE)
         self._clock = clock
         self._insert = upsert_builder(engine.dialect.name)
 
@@ -89,7 +98,7 @@ class SqlSink:
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 async with self.engine.begin() as conn:
-                    reports, costs, duplicates, ruled = await self._write(conn, work)
+                    reports, costs, duplicates, ruled, rejected = await self._write(conn, work)
                 break
             except exc.DBAPIError as error:
                 if is_conflict(error) and attempt < CONFLICT_RETRIES:
@@ -103,16 +112,22 @@ class SqlSink:
             except (OSError, TimeoutError, ConnectionError) as error:
                 raise RetryableError(f"database unavailable: {_describe(error)}") from error
         seconds = time.perf_counter() - started
-        accepted = len(work.reports) + len(work.samples)
+        late = rejected - len(work.rejects)  # rejected here: older than retention
+        accepted = len(work.reports) + len(work.samples) - late
         if ruled is not None:
             accepted += ruled.accepted
             for tally, reason, items in ruled.ignored:  # committed: now tell each request
                 tally[reason] += items
-        return Committed(reports, duplicates, len(work.rejects), seconds, accepted, costs)
+        return Committed(reports, duplicates, rejected, seconds, accepted, costs)
 
     async def _write(
         self, conn: AsyncConnection, work: Work
-    ) -> tuple[list[UsageReport], list[int | None], int, sources.Ruled | None]:
+    ) -> tuple[list[UsageReport], list[int | None], int, sources.Ruled | None, int]:
+        """(reports counted, their costs, duplicates skipped, the source rule's outcome,
+        rejects stored)."""
+        now_ms = int(self._clock() * 1000)
+        earliest = None if self._horizon is None else self._horizon.earliest_ms(now_ms)
+        rejected = list(work.rejects)
         reports = list(work.reports)
         samples: Sequence[PointSample] = work.samples
         ruled = None
@@ -122,19 +137,38 @@ class SqlSink:
             samples = [*samples, *ruled.samples]
         if samples or (ruled is not None and ruled.muted):
             muted = ruled.muted if ruled is not None else ()
-            reports.extend(
-                await streams.deltas(conn, self._insert, samples, self._now(), muted)
+            earliest_ns = None if earliest is None else earliest * 1_000_000
+            found, late = await streams.deltas(
+                conn, self._insert, samples, self._now(), muted, earliest_ns
             )
+            reports.extend(found)
+            rejected.extend(self._late_sample(s, now_ms) for s in late)
+        if earliest is not None:
+            reports, late_reports = split_late(reports, earliest)
+            rejected.extend(self._late_report(r, now_ms) for r in late_reports)
         unique = _first_by_key(reports)
         new, costs = await self._write_details(conn, unique)
-        if work.rejects:
-            rows = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
+        if rejected:
+            rows = sorted((reject_row(r) for r in rejected), key=lambda r: r["reject_key"])
             table = schema.usage_rejects
             for chunk in chunks(rows, len(rows[0])):
                 stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
                 await conn.execute(stmt, list(chunk))
             await rejects.prune(conn, self._max_reject_rows)
-        return new, costs, len(reports) - len(new), ruled
+        return new, costs, len(reports) - len(new), ruled, len(rejected)
+
+    def _late_report(self, report: UsageReport, now_ms: int) -> Reject:
+        assert self._horizon is not None
+        reason = self._horizon.reason(usage_instant_ms(report), now_ms)
+        return Reject(report.source, reason, _item(repr(report)), now_ms)
+
+    def _late_sample(self, sample: PointSample, now_ms: int) -> Reject:
+        assert self._horizon is not None
+        reason = (f"{REASON}: the stream's state is older than "
+                  f"{self._horizon.first_day(now_ms)}, the first day kept")  # fmt: skip
+        text = (f"cumulative point start_ns={sample.start_ns} time_ns={sample.time_ns} "
+                f"value={sample.value} count={sample.count} {sample.template!r}")  # fmt: skip
+        return Reject(Source.METRIC, reason, _item(text), now_ms)
 
     async def _write_details(
         self, conn: AsyncConnection, reports: list[UsageReport]
@@ -153,6 +187,13 @@ class SqlSink:
             kept = [(r, row) for r, row in zip(reports, rows, strict=True)
                     if r.dedup_key in inserted]  # fmt: skip
             new, rows = [r for r, _ in kept], [row for _, row in kept]
+        untimed = [r.dedup_key for r in new if _untimed(r)]
+        if untimed and conn.dialect.name == "postgresql":
+            resent = await self._stage.drop_stored_day_before(conn, untimed)
+            if resent:
+                kept = [(r, row) for r, row in zip(new, rows, strict=True)
+                        if r.dedup_key not in resent]  # fmt: skip
+                new, rows = [r for r, _ in kept], [row for _, row in kept]
         if new:
             await self._stage.roll_up(conn, schema.model_usages, IDENTITY_COLUMNS, ROLLUP_SUMS,
                                       self._now(), ROLLUP_MERGES)  # fmt: skip
@@ -167,6 +208,30 @@ class SqlSink:
 def _describe(error: BaseException) -> str:
     """The error's class and message (a timeout's message is empty)."""
     return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
+def split_late(
+    reports: list[UsageReport], earliest_ms: int
+) -> tuple[list[UsageReport], list[UsageReport]]:
+    """(reports kept, reports dated before ``earliest_ms``)."""
+    late = [r for r in reports if usage_instant_ms(r) < earliest_ms]
+    if not late:
+        return reports, late
+    return [r for r in reports if usage_instant_ms(r) >= earliest_ms], late
+
+
+def _untimed(report: UsageReport) -> bool:
+    """Dated when received: the report carries neither ``completed_at`` nor ``started_at``."""
+    return not (report.completed_at and report.completed_at > 0) and not (
+        report.started_at and report.started_at > 0
+    )
+
+
+def _item(text: str) -> str:
+    """A bounded rendering any database stores (no lone surrogates, no NUL)."""
+    if len(text) > MAX_ITEM:
+        text = text[: MAX_ITEM - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _first_by_key(reports: list[UsageReport]) -> list[UsageReport]:

@@ -6,8 +6,10 @@ into a temporary table of the same column types, plus the ``rollup_key`` each ro
 under (PostgreSQL: binary ``COPY`` through asyncpg; SQLite: one ``executemany``). Then, in the
 caller's transaction:
 
-1. ``INSERT ... SELECT ... ORDER BY dedup_key ON CONFLICT DO NOTHING RETURNING dedup_key``
-   writes the audit rows not seen before; the rows that conflicted are dropped from the stage;
+1. ``INSERT ... SELECT ... ORDER BY dedup_key ON CONFLICT (<unique key>) DO NOTHING
+   RETURNING dedup_key`` writes the audit rows not seen before (the unique key is
+   ``(dedup_key, date)`` on PostgreSQL's partitioned table, ``dedup_key`` on SQLite); the
+   rows that conflicted are dropped from the stage;
 2. ``INSERT INTO model_usages SELECT ... GROUP BY rollup_key ORDER BY rollup_key ON CONFLICT
    DO UPDATE SET n = n + excluded.n`` adds what is left to the rollups. The database sums, so
    the bridge's one Python core only builds audit rows; non-summed fields come from the
@@ -45,7 +47,11 @@ class Stage:
     def __init__(
         self, table: Table, columns: Sequence[str], key: str,
         converted: Mapping[str, tuple[str, str]] | None = None,
+        unique: Mapping[str, Sequence[str]] | None = None,
     ) -> None:  # fmt: skip
+        """``unique``: per dialect, the columns of the unique key the insert conflicts on
+        (default: ``key`` alone)."""
+        self.unique = dict(unique or {})
         self.table = table
         self.columns = tuple(columns)
         self.key = key
@@ -94,9 +100,10 @@ class Stage:
         cols = _quoted(self.columns)
         picked = ", ".join(self._read(n, f'"{n}"') for n in self.columns)
         key = self.key
+        target = _quoted(self.unique.get(conn.dialect.name, (key,)))
         result = await conn.exec_driver_sql(
             f"INSERT INTO {self.table.name} ({cols}) SELECT {picked} FROM {self.name} WHERE true "
-            f'ORDER BY "{key}" ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
+            f'ORDER BY "{key}" ON CONFLICT ({target}) DO NOTHING RETURNING "{key}"'
         )
         inserted = {row[0] for row in result}
         if len(inserted) < len(staged):  # resent rows: only what is new is summed
@@ -107,6 +114,35 @@ class Stage:
             for start in range(0, len(seen), DELETE_CHUNK):
                 await conn.execute(delete, {"keys": seen[start : start + DELETE_CHUNK]})
         return inserted
+
+    async def drop_stored_day_before(self, conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
+        """Of the staged (just inserted) rows with ``keys``, those whose key is stored on the
+        day before: removed from the table and the stage; their keys. For reports dated
+        when received (they carry no timestamp), whose resend after midnight gets the next
+        day, and so is not caught by a unique key that holds the day."""
+        key = self.key
+        table = self.table.name
+        found = text(
+            f'SELECT s."{key}" FROM {self.name} AS s WHERE s."{key}" IN :keys AND EXISTS '
+            f'(SELECT 1 FROM {table} AS o WHERE o."{key}" = s."{key}" '
+            f'AND o."date" = s."date" - 1)'
+        ).bindparams(bindparam("keys", expanding=True))
+        repeated: set[str] = set()
+        for start in range(0, len(keys), DELETE_CHUNK):
+            part = list(keys[start : start + DELETE_CHUNK])
+            repeated.update(row[0] for row in await conn.execute(found, {"keys": part}))
+        if not repeated:
+            return repeated
+        ordered = sorted(repeated)
+        for sql in (
+            f'DELETE FROM {table} AS t USING {self.name} AS s WHERE t."{key}" = s."{key}" '
+            f'AND t."date" = s."date" AND s."{key}" IN :keys',
+            f'DELETE FROM {self.name} WHERE "{key}" IN :keys',
+        ):
+            statement = text(sql).bindparams(bindparam("keys", expanding=True))
+            for start in range(0, len(ordered), DELETE_CHUNK):
+                await conn.execute(statement, {"keys": ordered[start : start + DELETE_CHUNK]})
+        return repeated
 
     async def roll_up(
         self,

@@ -29,12 +29,18 @@ async def deltas(
     samples: Sequence[PointSample],
     now: datetime,
     muted: Sequence[PointSample] = (),
+    earliest_ns: int | None = None,
     table: Table = schema.metric_streams,
-) -> list[UsageReport]:
-    """Reports of the deltas of ``samples``; ``muted`` samples (ignored by the source rule)
-    advance their streams' state like the others but yield no report, so a stream that
-    switches between counted and ignored counts each token once. ``table``: the stream state
-    table of the layout (``metric_streams`` by default)."""
+) -> tuple[list[UsageReport], list[PointSample]]:
+    """(reports of the deltas of ``samples``, samples older than retention). ``muted``
+    samples (ignored by the source rule) advance their streams' state like the others but
+    yield no report, so a stream that switches between counted and ignored counts each token
+    once. With ``earliest_ns`` (the retention horizon), a sample whose stream state is older
+    than the horizon, or that has no state and a start time before it (its state pruned, or a
+    stream first seen that long after it began), cannot be told apart from usage counted
+    before: it is returned as too old, and becomes the stream's state, so the stream's next
+    points count from it. ``table``: the stream state table of the layout (``metric_streams``
+    by default)."""
     silent = {id(s) for s in muted}
     ordered = sorted([*samples, *muted], key=lambda s: (s.stream_key, s.time_ns))
     keys = sorted({s.stream_key for s in ordered})
@@ -56,17 +62,27 @@ async def deltas(
         for key, time_ns, value, count in await conn.execute(query):
             state[key] = None if time_ns < 0 else StreamState(time_ns, value, count)
     reports: list[UsageReport] = []
+    late: list[PointSample] = []
     changed: dict[str, StreamState] = {}
     for sample in ordered:
-        value, count, new_state = delta(
-            state.get(sample.stream_key), sample.time_ns, sample.value, sample.count
-        )
+        before = state.get(sample.stream_key)
+        value, count, new_state = delta(before, sample.time_ns, sample.value, sample.count)
         if new_state is not None:
             state[sample.stream_key] = changed[sample.stream_key] = new_state
-        if (value or count) and id(sample) not in silent:
+        if id(sample) in silent:
+            continue
+        if earliest_ns is not None and _too_old(before, sample, earliest_ns):
+            late.append(sample)
+        elif value or count:
             reports.append(sample.report(value, count))
     await _store(conn, insert, changed, now, table)
-    return reports
+    return reports, late
+
+
+def _too_old(before: StreamState | None, sample: PointSample, earliest_ns: int) -> bool:
+    if before is None:
+        return 0 < sample.start_ns < earliest_ns or sample.time_ns < earliest_ns
+    return before.time_ns < earliest_ns
 
 
 async def _store(

@@ -201,7 +201,8 @@ def test_help_lists_every_command_and_the_defaults(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     listed = [line.split()[0] for line in helps().split("COMMAND\n", 2)[-1].splitlines()
               if line.startswith("    ") and not line.startswith("     ")]  # fmt: skip
-    assert listed == ["serve", "migrate", "report", "rejects", "reprice", "loadgen", "demo"]
+    assert listed == ["serve", "migrate", "prune", "archive", "report", "rejects", "reprice",
+                      "loadgen", "demo"]
     assert "only this model name" in helps("reprice")
     assert "processes sharing the ports (one per core) (default: 1)" in helps("serve")
     assert "(default: date,model_name)" in helps("report")

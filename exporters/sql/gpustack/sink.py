@@ -140,9 +140,10 @@ class GpustackSink:
             samples = [*samples, *ruled.samples]
         if samples or (ruled is not None and ruled.muted):
             muted = ruled.muted if ruled is not None else ()
-            reports.extend(
-                await streams.deltas(conn, insert, samples, now, muted, t.metric_streams)
-            )
+            counted, _late = await streams.deltas(
+                conn, insert, samples, now, muted, table=t.metric_streams
+            )  # no retention horizon in GPUStack's tables: nothing is too old here
+            reports.extend(counted)
         unique = _first_by_key(reports)
         new = await self._new(conn, unique, now)
         if new:
