@@ -9,9 +9,6 @@ reject table with its reason, never dropped. Without a catalog, names come from 
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,10 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from collector.mapping.values import BadValue
 from collector.model import UsageReport
+from collector.reload import FileWatcher
 
 EMBEDDING_CATEGORIES = frozenset({"embedding", "reranker"})
-logger = logging.getLogger(__name__)
-
 
 class ReportCatalog(Protocol):
     """What ingest asks of a catalog: this YAML one, or GPUStack's tables
@@ -163,43 +159,9 @@ class Catalog:
         return provider
 
 
-class CatalogWatcher:
+def catalog_watcher(path: str | Path, install: Callable[[Catalog], None]) -> FileWatcher[Catalog]:
     """Reloads the catalog file when it changes, so users, keys and models added in GPUStack
-    are known without a restart (until then their reports are rejected: unknown user).
+    are known without a restart (until then their reports are rejected: unknown user)."""
+    return FileWatcher(path, Catalog.load, install, "catalog", lambda c: (
+        f"{len(c.models)} models, {len(c.users)} users, {len(c.api_keys)} api keys"))
 
-    Every ``interval`` seconds the file's modification time and size are compared with those
-    of the last read. A changed file is parsed off the event loop; a valid one replaces the
-    catalog at once (``install``), an invalid one is logged and the last good catalog stays."""
-
-    def __init__(self, path: str | Path, install: Callable[[Catalog], None]) -> None:
-        self.path = Path(path)
-        self._install = install
-        self._seen = self._stamp()
-
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
-    async def run(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self.check()
-
-    async def check(self) -> bool:
-        """Reload if the file changed since the last read; True when a new catalog is in."""
-        stamp = self._stamp()
-        if stamp is None or stamp == self._seen:
-            return False
-        self._seen = stamp
-        try:
-            catalog = await asyncio.to_thread(Catalog.load, self.path)
-        except ValueError as exc:
-            logger.error("catalog not reloaded, keeping the last good one: %s", exc)
-            return False
-        self._install(catalog)
-        logger.info("catalog reloaded from %s: %d models, %d users, %d api keys", self.path,
-                    len(catalog.models), len(catalog.users), len(catalog.api_keys))  # fmt: skip
-        return True

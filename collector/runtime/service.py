@@ -21,7 +21,7 @@ from collector.config import Config, MetricsConfig
 from collector.credentials import Credentials
 from collector.inflight import InFlight
 from collector.ingest import Ingest
-from collector.mapping.catalog import Catalog, CatalogWatcher
+from collector.mapping.catalog import Catalog, catalog_watcher
 from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.gpustack_catalog import GpustackCatalog
 from collector.mapping.points import MetricRules
@@ -32,6 +32,7 @@ from collector.receivers.body import Timeouts
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.receivers.status import uncounted
+from collector.reload import FileWatcher
 from collector.telemetry import SelfTelemetry, TelemetrySink, count_writes
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
@@ -202,12 +203,12 @@ class Service:
             self.telemetry.watch_pending(lambda: self.commit.pending)
         # The watcher notes the file's state before the first read: a change made meanwhile
         # is picked up by the first check, not missed.
-        self._watcher: CatalogWatcher | None = None
+        self._watcher: FileWatcher[Catalog] | None = None
         self._watching: asyncio.Task[None] | None = None
         self._retaining: asyncio.Task[None] | None = None
         if config.catalog is not None and config.catalog.reload_interval > 0:
-            self._watcher = CatalogWatcher(config.catalog.path,
-                                           lambda catalog: self.ingest.use_catalog(catalog))
+            self._watcher = catalog_watcher(config.catalog.path,
+                                            lambda catalog: self.ingest.use_catalog(catalog))
         p = config.pricing
         self._prices: PriceWatcher | None = None
         self._watching_prices: asyncio.Task[None] | None = None
