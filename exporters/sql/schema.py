@@ -120,17 +120,51 @@ model_usage_details = Table(
     Index("ix_model_usage_details_completed_at", "completed_at"),
 )
 
-usage_rejects = Table(
-    "usage_rejects",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("reject_key", String(32), nullable=False, unique=True),
-    Column("received_at", DateTime, nullable=False),
-    Column("source", String(16), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("item", Text, nullable=False),
-    Index("ix_usage_rejects_received_at", "received_at"),
-)
+def rejects_table(name: str, meta: MetaData) -> Table:
+    """The bounded reject table (``exporters.sql.rejects``), as each layout names it."""
+    return Table(
+        name,
+        meta,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("reject_key", String(32), nullable=False, unique=True),
+        Column("received_at", DateTime, nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("item", Text, nullable=False),
+        Index(f"ix_{name}_received_at", "received_at"),
+    )
+
+
+def metric_streams_table(name: str, meta: MetaData) -> Table:
+    """Cumulative stream state (``exporters.sql.streams``), as each layout names it."""
+    return Table(
+        name,
+        meta,
+        Column("stream_key", String(32), primary_key=True),
+        Column("time_ns", BigInteger, nullable=False),
+        Column("value", BigInteger, nullable=False),
+        Column("count", BigInteger, nullable=False),
+        Column("updated_at", DateTime, nullable=False),
+        Index(f"ix_{name}_updated_at", "updated_at"),
+    )
+
+
+def producer_sources_table(name: str, meta: MetaData) -> Table:
+    """Source-rule state per producer (``exporters.sql.sources``), as each layout names it."""
+    return Table(
+        name,
+        meta,
+        Column("producer_key", String(32), primary_key=True),
+        Column("service_namespace", String(255)),
+        Column("service_name", String(255)),
+        Column("service_instance_id", String(255)),
+        Column("spans", Boolean, nullable=False),
+        Column("metrics_until", BigInteger, nullable=False),
+        Column("updated_at", DateTime, nullable=False),
+    )
+
+
+usage_rejects = rejects_table("usage_rejects", metadata)
 
 settings = Table(
     "tokenbridge_settings",
@@ -142,28 +176,9 @@ settings = Table(
 """What the stored rows depend on, e.g. the time zone their days are in
 (``exporters.sql.settings``)."""
 
-metric_streams = Table(
-    "metric_streams",
-    metadata,
-    Column("stream_key", String(32), primary_key=True),
-    Column("time_ns", BigInteger, nullable=False),
-    Column("value", BigInteger, nullable=False),
-    Column("count", BigInteger, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-    Index("ix_metric_streams_updated_at", "updated_at"),
-)
+metric_streams = metric_streams_table("metric_streams", metadata)
 """Last point of each cumulative stream (``collector.aggregation.cumulative``)."""
 
-producer_sources = Table(
-    "producer_sources",
-    metadata,
-    Column("producer_key", String(32), primary_key=True),
-    Column("service_namespace", String(255)),
-    Column("service_name", String(255)),
-    Column("service_instance_id", String(255)),
-    Column("spans", Boolean, nullable=False),
-    Column("metrics_until", BigInteger, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-)
+producer_sources = producer_sources_table("producer_sources", metadata)
 """Per producer, where its usage counts from (``collector.aggregation.sources``): metric
 points up to ``metrics_until`` (UnixNano, -1: none), its usage spans after it once ``spans``."""

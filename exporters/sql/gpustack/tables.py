@@ -31,10 +31,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
 )
 
 from collector.model import Operation
+from exporters.sql.schema import metric_streams_table, producer_sources_table, rejects_table
 
 GPUSTACK = MetaData()
 BOOKKEEPING = MetaData()
@@ -147,38 +147,9 @@ rollup_keys = Table(
     Column("date", Date, nullable=False),
 )
 
-metric_streams = Table(
-    "tokenbridge_metric_streams",
-    BOOKKEEPING,
-    Column("stream_key", String(32), primary_key=True),
-    Column("time_ns", BigInteger, nullable=False),
-    Column("value", BigInteger, nullable=False),
-    Column("count", BigInteger, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-    Index("ix_tokenbridge_metric_streams_updated_at", "updated_at"),
-)
+metric_streams = metric_streams_table("tokenbridge_metric_streams", BOOKKEEPING)
 
-producer_sources = Table(
-    "tokenbridge_producer_sources",
-    BOOKKEEPING,
-    Column("producer_key", String(32), primary_key=True),
-    Column("service_namespace", String(255)),
-    Column("service_name", String(255)),
-    Column("service_instance_id", String(255)),
-    Column("spans", Boolean, nullable=False),
-    Column("metrics_until", BigInteger, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-)
+producer_sources = producer_sources_table("tokenbridge_producer_sources", BOOKKEEPING)
 """As ``producer_sources``: which signal of each producer counts (the source rule)."""
 
-rejects = Table(
-    "tokenbridge_rejects",
-    BOOKKEEPING,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("reject_key", String(32), nullable=False, unique=True),
-    Column("received_at", DateTime, nullable=False),
-    Column("source", String(16), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("item", Text, nullable=False),
-    Index("ix_tokenbridge_rejects_received_at", "received_at"),
-)
+rejects = rejects_table("tokenbridge_rejects", BOOKKEEPING)
