@@ -42,11 +42,12 @@ def http_middleware(credentials: Credentials) -> Any:
 
 
 def _refuse() -> grpc.RpcMethodHandler:
-    async def refuse(_request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def refuse(_messages: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(grpc_status(STATUS[Kind.UNAUTHENTICATED].rpc), REFUSED)
 
-    # No deserializer: a refused call's message is never parsed.
-    return grpc.unary_unary_rpc_method_handler(refuse)
+    # Client-streaming, as ``Export`` is served: refused when its headers arrive, its
+    # message never read nor parsed.
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class GrpcAuth:

@@ -4,12 +4,20 @@ ingest core (log records are answered and counted as ignored).
 Transport only: the handler takes the raw request bytes (no grpc deserializer), hands them to
 ``Ingest.export`` and returns its protobuf answer as is (no serializer); a refusal becomes the
 gRPC status of the error's kind, with a ``RetryInfo`` trailer when it is retryable.
+
+``Export`` is unary in OTLP, but it is served as a client-streaming method: on the wire the two
+are the same (a unary call is a stream of one message), and a streaming handler starts when the
+call's headers arrive, so it can bound how long the message takes (``receivers.body_timeout``).
+gRPC has no read timeout of its own: a unary handler is called only once the whole message is
+in, so a call stalled mid-message would hold its connection and buffers until the connection
+is recycled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -18,7 +26,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from collector.credentials import Credentials
-from collector.errors import BridgeError, RetryableError
+from collector.errors import BridgeError, Kind, PermanentError, RetryableError
 from collector.ingest import Ingest
 from collector.model import Encoding, Signal
 from collector.receivers.auth import GrpcAuth
@@ -40,15 +48,20 @@ def _detached(error: BridgeError) -> BridgeError:
 class _Export:
     """One OTLP service's ``Export``."""
 
-    def __init__(self, ingest: Ingest, signal: Signal, retryable: Retryable) -> None:
+    def __init__(
+        self, ingest: Ingest, signal: Signal, retryable: Retryable, body_timeout: float
+    ) -> None:
         self._ingest = ingest
         self._signal = signal
         self._retryable = retryable
+        self._body_timeout = body_timeout
 
-    async def export(self, data: bytes, context: Context) -> bytes:
+    async def export(self, _messages: AsyncIterator[bytes], context: Context) -> bytes:
         # A method, not __call__: grpc runs a handler as a coroutine only when it is a
-        # coroutine function.
+        # coroutine function. The message is read through the context, within the timeout.
+        data = b""
         try:
+            data = await self._message(context)
             with self._ingest.inflight.request() as held:
                 held.take(len(data))
                 return await self._ingest.export(self._signal, Encoding.PROTOBUF, data, held)
@@ -60,12 +73,24 @@ class _Export:
         await context.abort(grpc_code(error), error.message, grpc_trailers(error))
         raise error  # abort raises; this only tells the type checker
 
+    async def _message(self, context: Context) -> bytes:
+        """The call's one message, once it is whole, within the body timeout."""
+        try:
+            message = await asyncio.wait_for(context.read(), self._body_timeout)
+        except TimeoutError:
+            raise PermanentError(
+                f"request message not received within {self._body_timeout:g} s "
+                "(receivers.body_timeout)", Kind.TIMEOUT) from None  # fmt: skip
+        if not isinstance(message, bytes):  # grpc.aio.EOF: the call ended without one
+            raise PermanentError("no request message: Export takes exactly one", Kind.INVALID)
+        return message
+
 
 def _service(
-    name: str, export: Callable[[bytes, Context], Awaitable[bytes]]
+    name: str, export: Callable[[AsyncIterator[bytes], Context], Awaitable[bytes]]
 ) -> grpc.GenericRpcHandler:
     """The service's ``Export`` on raw bytes both ways (no grpc (de)serializer)."""
-    handler = grpc.unary_unary_rpc_method_handler(export)
+    handler = grpc.stream_unary_rpc_method_handler(export)
     return grpc.method_handlers_generic_handler(name, {"Export": handler})
 
 
@@ -83,10 +108,10 @@ class GrpcReceiver:
         timeouts: tuple[float, float] = (10.0, 60.0),
     ) -> None:
         """``retryable`` counts every retryable answer (self-telemetry). ``timeouts``: (header,
-        body) seconds. gRPC has no per-message read timeout: the header timeout bounds the
-        connection handshake, and a connection is recycled every ``MAX_CONNECTION_AGE``
-        seconds (GOAWAY; calls in flight get the body timeout to finish), so a stalled call
-        is dropped within ``MAX_CONNECTION_AGE`` + body timeout."""
+        body) seconds: the header timeout bounds the connection handshake; a call's message
+        must be whole within the body timeout of the call's start (DEADLINE_EXCEEDED), and a
+        connection is recycled every ``MAX_CONNECTION_AGE`` seconds (GOAWAY; calls in flight
+        get the body timeout to finish)."""
         header_timeout, body_timeout = timeouts
         interceptors = [GrpcAuth(credentials)] if credentials and credentials.enabled else []
         self._server = grpc.aio.server(
@@ -106,11 +131,11 @@ class GrpcReceiver:
         )
         self._server.add_generic_rpc_handlers((
             _service(tpb.DESCRIPTOR.services_by_name["TraceService"].full_name,
-                     _Export(ingest, Signal.TRACES, retryable).export),
+                     _Export(ingest, Signal.TRACES, retryable, body_timeout).export),
             _service(mpb.DESCRIPTOR.services_by_name["MetricsService"].full_name,
-                     _Export(ingest, Signal.METRICS, retryable).export),
+                     _Export(ingest, Signal.METRICS, retryable, body_timeout).export),
             _service(lpb.DESCRIPTOR.services_by_name["LogsService"].full_name,
-                     _Export(ingest, Signal.LOGS, retryable).export),
+                     _Export(ingest, Signal.LOGS, retryable, body_timeout).export),
         ))  # fmt: skip
         address = f"{host}:{port}"
         if tls is None:

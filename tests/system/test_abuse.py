@@ -15,12 +15,16 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from tests.support import Server, query
 
 TRACE = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 CAP = 64 * 1024 * 1024
+GRPC_CAP = 16 * 1024 * 1024
 CONFIG = {
     "receivers": {"header_timeout": 1.0, "idle_timeout": 1.0, "body_timeout": 3.0},
     "commit": {"flush_interval": 0.01},
@@ -141,9 +145,9 @@ async def test_json_object_bombs_are_refused_before_they_are_built(server: Serve
     await _still_counts(server, "after-object-bombs")
 
 
-def _resource_bomb() -> bytes:
-    """64 MiB of ``0a 00``: 33.5M empty ResourceSpans, valid protobuf."""
-    return b"\x0a\x00" * (CAP // 2 - 100)
+def _resource_bomb(size: int = CAP) -> bytes:
+    """``size`` bytes of ``0a 00``: empty ResourceSpans (33.5M in 64 MiB), valid protobuf."""
+    return b"\x0a\x00" * (size // 2 - 100)
 
 
 async def test_a_protobuf_structure_bomb_neither_stalls_the_loop_nor_parses(
@@ -159,27 +163,37 @@ async def test_a_protobuf_structure_bomb_neither_stalls_the_loop_nor_parses(
         status, _answer = await _post(server, "/v1/traces", packed, Content_Encoding="gzip",
                                       Content_Type="application/x-protobuf")  # fmt: skip
         http_seconds = time.monotonic() - started
+    assert status == 413
+    # Over gRPC: the 64 MiB bomb passes receivers.grpc_max_message_bytes (16 MiB), so grpc
+    # stops inflating it there; one just under that cap is handed over and refused by count.
+    grpc_bombs = {"64 MiB": (bomb, "larger than max"),
+                  "16 MiB": (_resource_bomb(GRPC_CAP), "more than 2000000 items")}  # fmt: skip
     options = [("grpc.max_send_message_length", -1)]
-    async with (
-        grpc.aio.insecure_channel(server.grpc, options=options) as channel,
-        HealthProbe(server, 5.0) as grpc_probe,
-    ):
-        started = time.monotonic()
-        with pytest.raises(grpc.aio.AioRpcError) as error:
-            await channel.unary_unary(TRACE)(bomb, timeout=30, compression=grpc.Compression.Gzip)
-        grpc_seconds = time.monotonic() - started
+    grpc_probes = {}
+    for name, (message, refusal) in grpc_bombs.items():
+        async with (
+            grpc.aio.insecure_channel(server.grpc, options=options) as channel,
+            HealthProbe(server, 3.0) as grpc_probe,
+        ):
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await channel.unary_unary(TRACE)(message, timeout=30,
+                                                 compression=grpc.Compression.Gzip)  # fmt: skip
+            grpc_seconds = time.monotonic() - started
+        print(f"{name} resource bomb over gRPC: {grpc_seconds:.2f} s (/healthz worst "
+              f"{grpc_probe.worst * 1000:.0f} ms of {grpc_probe.answered})")  # fmt: skip
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refusal in (error.value.details() or ""), error.value.details()
+        grpc_probes[name] = grpc_probe
     peak = _memory(server)["VmHWM"] - before
     print(f"resource bomb: HTTP {http_seconds:.2f} s (/healthz worst "
-          f"{http_probe.worst * 1000:.0f} ms of {http_probe.answered}), gRPC {grpc_seconds:.2f} s "
-          f"(/healthz worst {grpc_probe.worst * 1000:.0f} ms of {grpc_probe.answered}), "
+          f"{http_probe.worst * 1000:.0f} ms of {http_probe.answered}), "
           f"peak +{peak / MIB:.0f} MiB")  # fmt: skip
-    assert status == 413
-    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "more than 2000000 items" in (error.value.details() or "")
-    assert http_probe.answered > 10 and grpc_probe.answered > 10
-    # 28 s before the structure bound. Unloaded: ~40 ms over HTTP; gRPC itself holds the
-    # loop ~100-150 ms to hand a 64 MiB message over. Bounds leave room for a busy machine.
-    assert http_probe.worst < 0.5 and grpc_probe.worst < 1.0
+    assert http_probe.answered > 10 and all(p.answered > 10 for p in grpc_probes.values())
+    # 28 s before the structure bound. Unloaded: ~40 ms over HTTP, ~25 ms over gRPC (grpc's
+    # own copy of a 16 MiB message); 64 MiB held it ~100-150 ms. Bounds leave room for a
+    # busy machine.
+    assert http_probe.worst < 0.5 and all(p.worst < 0.5 for p in grpc_probes.values())
     assert peak < 250 * MIB
     await _still_counts(server, "after-resource-bomb")
 
@@ -253,6 +267,60 @@ async def test_stalled_headers_and_bodies_are_cut_off(server: Server) -> None:
         print(f"{name}: closed after {seconds:.1f} s")
         assert seconds < 5  # receivers.header_timeout: the gRPC handshake timeout
     await _still_counts(server, "after-stalls")
+
+
+async def _stalled_grpc_call(server: Server, message: bytes | None) -> tuple[float, dict[str, str]]:
+    """A gRPC call scripted frame by frame (no gRPC client stalls on purpose): its headers,
+    then ``message`` (the start of a length-prefixed message; None: nothing), then silence.
+    Returns the seconds until the server ended the call, and its response headers and
+    trailers (``:status``, ``grpc-status``, ``grpc-message``; ``reset`` for RST_STREAM)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.grpc_port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "POST"), (":scheme", "http"), (":path", TRACE),
+                               (":authority", server.grpc), ("content-type", "application/grpc"),
+                               ("te", "trailers")])  # fmt: skip
+    if message is not None:
+        conn.send_data(stream, message)
+    writer.write(conn.data_to_send())
+    await writer.drain()
+    started = time.monotonic()
+    answer: dict[str, str] = {}
+    ended = False
+    while not ended:
+        data = await asyncio.wait_for(reader.read(65536), 15)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                answer.update((k.decode(), v.decode()) for k, v in event.headers)
+            elif isinstance(event, h2.events.StreamReset):
+                answer["reset"] = str(event.error_code)
+            ended = ended or isinstance(event, h2.events.StreamEnded | h2.events.StreamReset)
+        writer.write(conn.data_to_send())  # settings and ping acknowledgements
+    seconds = time.monotonic() - started
+    writer.close()
+    return seconds, answer
+
+
+async def test_a_grpc_call_stalled_before_or_inside_its_message_is_cut_off(
+    server: Server,
+) -> None:
+    declared = 1_000_000
+    cases = {
+        "headers only": None,
+        "the start of its message": b"\x00" + declared.to_bytes(4, "big") + b"\x0a\x00" * 8000,
+    }
+    for name, message in cases.items():
+        before = _memory(server)["VmRSS"]
+        seconds, answer = await _stalled_grpc_call(server, message)
+        print(f"grpc call stalled, {name}: ended after {seconds:.1f} s with {answer}")
+        assert answer.get("grpc-status") == str(grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
+        assert "not received within 3 s" in answer.get("grpc-message", ""), answer
+        assert 2.5 < seconds < 8  # receivers.body_timeout, 3 s here
+        assert _memory(server)["VmRSS"] - before < 20 * MIB
+    await _still_counts(server, "after-grpc-stalls")
 
 
 async def test_malformed_requests_log_one_masked_line_each_rate_limited(tmp_path: Path) -> None:
