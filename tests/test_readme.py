@@ -48,7 +48,8 @@ def test_the_limits_section_lists_every_bound_with_its_default() -> None:
     rows = re.findall(r"^\| `([a-z_.]+)` \| ([^|]+) \|", section, re.M)
     listed = {key: text.strip() for key, text in rows}
     every_limit = {f"limits.{name}" for name in LimitsConfig.model_fields}
-    bounds = {"receivers.max_body_bytes", "receivers.header_timeout", "receivers.idle_timeout",
+    bounds = {"receivers.max_body_bytes", "receivers.grpc_max_message_bytes",
+              "receivers.header_timeout", "receivers.idle_timeout",
               "receivers.body_timeout", "commit.max_pending", "metrics.label_limit",
               "metrics.max_series"}  # fmt: skip
     assert set(listed) == every_limit | bounds

@@ -237,7 +237,8 @@ class Service:
         cert, key = config.tls.cert_file, config.tls.key_file
         retryable = self.telemetry.retryable if self.telemetry is not None else uncounted
         self.grpc = GrpcReceiver(
-            self.ingest, r.host, r.grpc_port, r.max_body_bytes, reuse_port, credentials,
+            self.ingest, r.host, r.grpc_port, min(r.max_body_bytes, r.grpc_max_message_bytes),
+            reuse_port, credentials,
             tls.grpc_credentials(cert, key) if cert is not None and key is not None else None,
             retryable, (r.header_timeout, r.body_timeout),
         )  # fmt: skip
