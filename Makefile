@@ -27,7 +27,7 @@ bench-partitions: install  ## only the partition and prune figures of make bench
 	$(PY) -m bench.partitions $(ARGS)
 
 .PHONY: bench-replicas bench-sources
-bench-sources: install  ## only the producer-rule line of make bench (ARGS go to bench.sources)
+bench-sources: install  ## only the source-rule lines of make bench (ARGS go to bench.sources)
 	$(PY) -m bench.sources $(ARGS)
 
 bench-replicas: install  ## only the replica table of make bench (ARGS go to bench/replicas.py)

@@ -16,8 +16,9 @@ Every ratio is taken between two figures measured in this run, so it holds on a 
 - pricing: OTLP/gRPC end to end with every span priced (price file rows by prefix and regex,
   time versions, a tier, the genai-prices fallback) beside ``pricing.enabled: false``,
   alternating bridges on fresh databases (``--only pricing`` runs just this).
-- source rule: a mixed spans + GenAI metrics load under ``sources.genai_metrics: auto``
-  (the default) beside ``false`` (``bench.sources``; alone: ``python -m bench.sources``).
+- source rule: spans and GenAI metrics of one producer under ``sources.genai_metrics: auto``
+  (the default) beside ``false``, then with two metrics-only producers added (``bench.sources``;
+  alone: ``python -m bench.sources``).
 """
 
 from __future__ import annotations
@@ -192,8 +193,10 @@ async def bench_database(database: str, duration: float, workers: int, ceiling: 
     row(f"{database} persistence (2000-report batches)",
         f"SqlSink {ours:,.0f} rows/s", f"seed-style ORM {seed:,.0f} rows/s",
         target(ours >= 30 * seed, f"{ours / seed:.0f}x, target >= 30x"))  # fmt: skip
-    auto, off = await sources.compare(database, duration, rounds=2)
-    row(f"{database} source rule, mixed spans + metrics", *sources.line(auto, off))
+    for name, producers in sources.LOADS.items():
+        auto, off, cost = await sources.compare(database, duration, 3, producers=producers)
+        row(f"{database} source rule, {name}",
+            *sources.line(auto, off, cost, held=name == "mixed"))  # fmt: skip
     await drop_all()
     await bench_pricing(database, duration)
 
