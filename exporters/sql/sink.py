@@ -14,30 +14,23 @@ In the transaction, in this order (every step sorted by key, so replicas lock in
    (``exporters.sql.staging``);
 4. rejects inserted, the oldest beyond the bound deleted (``exporters.sql.rejects``).
 A deadlock or serialization failure reruns the transaction; an unreachable database raises
-``RetryableError``.
+``RetryableError`` (``exporters.sql.transaction``, shared with the gpustack layout).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import TypeVar
 
-from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.aggregation.horizon import REASON, Horizon
 from collector.aggregation.pricing.watch import Pricing
 from collector.aggregation.rules import usage_instant_ms
-from collector.errors import RetryableError
 from collector.model import Committed, PointSample, Reject, Source, UsageReport, Work
-from exporters.sql import rejects, schema, sources, staging, streams
+from exporters.sql import schema, sources, staging, transaction
 from exporters.sql.dialect import upsert_builder
-from exporters.sql.engine import is_conflict, is_unavailable
 from exporters.sql.migrate import is_current
 from exporters.sql.rows import (
     COST_AT,
@@ -47,21 +40,9 @@ from exporters.sql.rows import (
     ROLLUP_SUMS,
     STAGE_MONEY,
     RowBuilder,
-    reject_row,
 )
 
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
-MAX_PARAMS = 30000
-"""asyncpg takes at most 32767 bind parameters a statement."""
-CONFLICT_RETRIES = 8
 MAX_ITEM = 2000
-
-
-def chunks(rows: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
-    size = max(1, MAX_PARAMS // max(1, columns))
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
 
 
 class SqlSink:
@@ -95,29 +76,11 @@ class SqlSink:
 
     async def write(self, work: Work) -> Committed:
         started = time.perf_counter()
-        for attempt in range(CONFLICT_RETRIES + 1):
-            try:
-                async with self.engine.begin() as conn:
-                    reports, costs, duplicates, ruled, rejected = await self._write(conn, work)
-                break
-            except exc.DBAPIError as error:
-                if is_conflict(error) and attempt < CONFLICT_RETRIES:
-                    logger.info("commit conflict (%s), retrying", type(error.orig).__name__)
-                    await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-                    continue
-                if is_unavailable(error):
-                    message = f"database unavailable: {_describe(error.orig or error)}"
-                    raise RetryableError(message) from error
-                raise
-            except (OSError, TimeoutError, ConnectionError) as error:
-                raise RetryableError(f"database unavailable: {_describe(error)}") from error
+        reports, costs, duplicates, ruled, rejected = await transaction.run(
+            self.engine, lambda conn: self._write(conn, work))  # fmt: skip
         seconds = time.perf_counter() - started
         late = rejected - len(work.rejects)  # rejected here: older than retention
-        accepted = len(work.reports) + len(work.samples) - late
-        if ruled is not None:
-            accepted += ruled.accepted
-            for tally, reason, items in ruled.ignored:  # committed: now tell each request
-                tally[reason] += items
+        accepted = transaction.settle(work, ruled, late)
         return Committed(reports, duplicates, rejected, seconds, accepted, costs)
 
     async def _write(
@@ -127,34 +90,18 @@ class SqlSink:
         rejects stored)."""
         now_ms = int(self._clock() * 1000)
         earliest = None if self._horizon is None else self._horizon.earliest_ms(now_ms)
-        rejected = list(work.rejects)
-        reports = list(work.reports)
-        samples: Sequence[PointSample] = work.samples
-        ruled = None
-        if work.producers:  # producer rows are locked before stream rows
-            ruled = await sources.apply(conn, self._insert, work.producers, self._now())
-            reports.extend(ruled.reports)
-            samples = [*samples, *ruled.samples]
-        if samples or (ruled is not None and ruled.muted):
-            muted = ruled.muted if ruled is not None else ()
-            earliest_ns = None if earliest is None else earliest * 1_000_000
-            found, late = await streams.deltas(
-                conn, self._insert, samples, self._now(), muted, earliest_ns
-            )
-            reports.extend(found)
-            rejected.extend(self._late_sample(s, now_ms) for s in late)
+        earliest_ns = None if earliest is None else earliest * 1_000_000
+        reports, ruled, late = await transaction.counted(
+            conn, self._insert, work, self._now(), schema.producer_sources,
+            schema.metric_streams, earliest_ns)  # fmt: skip
+        rejected = [*work.rejects, *(self._late_sample(s, now_ms) for s in late)]
         if earliest is not None:
             reports, late_reports = split_late(reports, earliest)
             rejected.extend(self._late_report(r, now_ms) for r in late_reports)
         unique = _first_by_key(reports)
         new, costs = await self._write_details(conn, unique)
-        if rejected:
-            rows = sorted((reject_row(r) for r in rejected), key=lambda r: r["reject_key"])
-            table = schema.usage_rejects
-            for chunk in chunks(rows, len(rows[0])):
-                stmt = self._insert(table).on_conflict_do_nothing(index_elements=["reject_key"])
-                await conn.execute(stmt, list(chunk))
-            await rejects.prune(conn, self._max_reject_rows)
+        await transaction.store_rejects(conn, self._insert, rejected, schema.usage_rejects,
+                                        self._max_reject_rows)  # fmt: skip
         return new, costs, len(reports) - len(new), ruled, len(rejected)
 
     def _late_report(self, report: UsageReport, now_ms: int) -> Reject:
@@ -203,11 +150,6 @@ class SqlSink:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
-
-
-def _describe(error: BaseException) -> str:
-    """The error's class and message (a timeout's message is empty)."""
-    return f"{type(error).__name__}: {error}".rstrip(": ")
 
 
 def split_late(

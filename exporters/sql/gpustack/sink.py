@@ -20,29 +20,20 @@ GPUStack's tables are only inserted into and updated, never altered.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, exc, text
+from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collector.errors import RetryableError
-from collector.model import Committed, PointSample, UsageReport, Work
-from exporters.sql import rejects as reject_table
-from exporters.sql import sources, streams
-from exporters.sql.engine import is_conflict, is_unavailable
+from collector.model import Committed, UsageReport, Work
+from exporters.sql import sources, transaction
 from exporters.sql.gpustack import migrate, rows
 from exporters.sql.gpustack import tables as t
-from exporters.sql.rows import reject_row
-from exporters.sql.sink import CONFLICT_RETRIES, _describe, _first_by_key, chunks
-
-logger = logging.getLogger(__name__)
+from exporters.sql.sink import _first_by_key
 
 _ADD = text(
     "UPDATE model_usages AS m SET "
@@ -103,58 +94,26 @@ class GpustackSink:
 
     async def write(self, work: Work) -> Committed:
         started = time.perf_counter()
-        for attempt in range(CONFLICT_RETRIES + 1):
-            try:
-                async with self.engine.begin() as conn:
-                    reports, duplicates, ruled = await self._write(conn, work)
-                break
-            except exc.DBAPIError as error:
-                if is_conflict(error) and attempt < CONFLICT_RETRIES:
-                    logger.info("commit conflict (%s), retrying", type(error.orig).__name__)
-                    await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-                    continue
-                if is_unavailable(error):
-                    message = f"database unavailable: {_describe(error.orig or error)}"
-                    raise RetryableError(message) from error
-                raise
-            except (OSError, TimeoutError, ConnectionError) as error:
-                raise RetryableError(f"database unavailable: {_describe(error)}") from error
+        reports, duplicates, ruled = await transaction.run(
+            self.engine, lambda conn: self._write(conn, work))  # fmt: skip
         seconds = time.perf_counter() - started
-        accepted = len(work.reports) + len(work.samples)
-        if ruled is not None:
-            accepted += ruled.accepted
-            for tally, reason, items in ruled.ignored:  # committed: now tell each request
-                tally[reason] += items
+        accepted = transaction.settle(work, ruled)
         return Committed(reports, duplicates, len(work.rejects), seconds, accepted)
 
     async def _write(
         self, conn: AsyncConnection, work: Work
     ) -> tuple[list[UsageReport], int, sources.Ruled | None]:
         now = self._now()
-        reports = list(work.reports)
-        samples: Sequence[PointSample] = work.samples
-        ruled = None
-        if work.producers:  # producer rows are locked before stream rows
-            ruled = await sources.apply(conn, insert, work.producers, now, t.producer_sources)
-            reports.extend(ruled.reports)
-            samples = [*samples, *ruled.samples]
-        if samples or (ruled is not None and ruled.muted):
-            muted = ruled.muted if ruled is not None else ()
-            counted, _late = await streams.deltas(
-                conn, insert, samples, now, muted, table=t.metric_streams
-            )  # no retention horizon in GPUStack's tables: nothing is too old here
-            reports.extend(counted)
+        # No retention horizon in GPUStack's tables: nothing is too old here.
+        reports, ruled, _late = await transaction.counted(
+            conn, insert, work, now, t.producer_sources, t.metric_streams)  # fmt: skip
         unique = _first_by_key(reports)
         new = await self._new(conn, unique, now)
         if new:
             await _copy_details(conn, [self._rows.detail(r) for r in new])
             await self._roll_up(conn, self._rows.rollups(new))
-        if work.rejects:
-            found = sorted((reject_row(r) for r in work.rejects), key=lambda r: r["reject_key"])
-            for chunk in chunks(found, len(found[0])):
-                stmt = insert(t.rejects).on_conflict_do_nothing(index_elements=["reject_key"])
-                await conn.execute(stmt, list(chunk))
-            await reject_table.prune(conn, self._max_reject_rows, t.rejects)
+        await transaction.store_rejects(conn, insert, work.rejects, t.rejects,
+                                        self._max_reject_rows)  # fmt: skip
         return new, len(reports) - len(new), ruled
 
     async def _new(
