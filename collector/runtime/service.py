@@ -10,7 +10,6 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -26,13 +25,14 @@ from collector.mapping.fields import FieldMapper, MappingRules
 from collector.mapping.gpustack_catalog import GpustackCatalog
 from collector.mapping.points import MetricRules
 from collector.mapping.producers import merged
-from collector.model import CommitListener, Committed, Operation
+from collector.model import CommitListener, Operation
 from collector.receivers import tls
 from collector.receivers.body import Timeouts
 from collector.receivers.grpc import GrpcReceiver
 from collector.receivers.http import HttpReceiver, build_app
 from collector.receivers.status import uncounted
 from collector.reload import FileWatcher
+from collector.runtime.summaries import Totals, log_summaries
 from collector.telemetry import SelfTelemetry, TelemetrySink, count_writes
 from exporters.metrics.provider import MetricsExport
 from exporters.metrics.usage import UsageMetrics
@@ -102,60 +102,6 @@ def metrics_export(
                                   config.label_limit, config.overflow_value,
                                   currency, config.max_series))  # fmt: skip
     return export
-
-
-@dataclass
-class Totals:
-    """Counts for the periodic summary line and the one logged at shutdown."""
-
-    accepted: int = 0
-    committed: int = 0
-    duplicates: int = 0
-    rejects: int = 0
-    ignored: int = 0
-    transactions: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def __call__(self, committed: Committed) -> None:
-        self.accepted += committed.accepted
-        self.committed += len(committed.reports)
-        self.duplicates += committed.duplicates
-        self.rejects += committed.rejects
-        self.transactions += 1
-
-    def add_ignored(self, reasons: Mapping[str, int]) -> None:
-        """Items of an answered request neither counted nor rejected (``Ingest``'s tally)."""
-        self.ignored += sum(reasons.values())
-
-    def counts(self) -> tuple[int, int, int, int, int]:
-        return self.accepted, self.committed, self.rejects, self.ignored, self.duplicates
-
-
-async def log_summaries(
-    interval: float, totals: Callable[[], tuple[int, ...]], pending: Callable[[], int]
-) -> None:
-    """Every ``interval`` seconds one line: what the last interval took, and what waits.
-
-    Example: ``last 60s: accepted 12000, committed 11990, rejected 3, ignored 40,
-    deduplicated 10, pending 0`` (committed = new reports in the rollups; deduplicated =
-    committed before; ignored = items neither counted nor rejected, e.g. spans without
-    usage)."""
-    last = totals()
-    while True:
-        await asyncio.sleep(interval)
-        now = totals()
-        logger.info("%s", summary(interval, now, last, pending()))
-        last = now
-
-
-def summary(
-    interval: float, now: tuple[int, ...], last: tuple[int, ...], pending: int
-) -> str:
-    accepted, committed, rejected, ignored, duplicates = (
-        a - b for a, b in zip(now, last, strict=True))
-    return (f"last {interval:g}s: accepted {accepted}, committed {committed}, rejected "
-            f"{rejected}, ignored {ignored}, deduplicated {duplicates}, pending "
-            f"{pending}")  # fmt: skip
 
 
 class Service:

@@ -33,7 +33,8 @@ from collector import logs
 from collector.config import Config
 from collector.model import CommitListener
 from collector.runtime.fanin import Forwarder, Outbox, RemoteTelemetry, committed_from
-from collector.runtime.service import Totals, metrics_export, summary
+from collector.runtime.service import metrics_export
+from collector.runtime.summaries import Totals, summary
 from collector.telemetry import SelfTelemetry
 
 logger = logging.getLogger(__name__)
