@@ -6,8 +6,13 @@ PYTHON ?= python3
 # and bench/gpustack.py find it through this variable, and skip (fail on CI) without it.
 GPUSTACK_VENV ?= /var/cache/tokenbridge-ci/gpustack-venv
 export TOKENBRIDGE_TEST_GPUSTACK_PYTHON ?= $(GPUSTACK_VENV)/bin/python
+# The official OpenAI instrumentation with the real openai client (`make openai-v2-env`, the
+# record-openai-v2 extra): tests/system/test_source_rule_openai_v2.py runs its producer app
+# with this python, and skips (fails on CI) without it.
+OPENAI_V2_VENV ?= /var/cache/tokenbridge-ci/openai-v2-venv
+export TOKENBRIDGE_TEST_OPENAI_V2_PYTHON ?= $(OPENAI_V2_VENV)/bin/python
 
-.PHONY: install run test lint bench demo clean gpustack-env
+.PHONY: install run test lint bench demo clean gpustack-env openai-v2-env
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +54,9 @@ bench-gpustack: install  ## only GPUStack 2.3's collector beside tokenbridge's g
 
 gpustack-env:  ## GPUStack 2.3.0 in its own test-only virtualenv (about 900 MB; reused when there)
 	.ci/gpustack-env $(GPUSTACK_VENV)
+
+openai-v2-env:  ## opentelemetry-instrumentation-openai-v2 + openai in a test-only virtualenv (reused while its pins hold)
+	PYTHON=$(PYTHON) .ci/openai-v2-env $(OPENAI_V2_VENV)
 
 demo: install  ## serve on SQLite in a temp dir, send synthetic traffic, print the usage report
 	$(VENV)/bin/tokenbridge demo $(ARGS)

@@ -36,11 +36,11 @@ A producer whose spans arrive first switches at "never" (-1): all its spans coun
 its GenAI points are ignored. A metrics-only producer never switches.
 
 The one inexact edge: a call whose metric is recorded on one side of a collection instant
-and whose span ends on the other. The official OpenAI instrumentation records the metric
-just before it ends the span (microseconds apart), so a collection falling between the two,
-*on the last point before the switch*, counts that one call twice; an instrumentation that
-records after ending the span would miss it instead. Only the point at the switch matters,
-once per producer life.
+and whose span ends on the other (microseconds apart), *on the last point before the
+switch*: counted twice when the metric comes first (the official OpenAI instrumentation
+2.4b0 for embeddings, and for chat under the latest experimental conventions), missed when
+the span ends first (its chat calls under its default conventions). Only the point at the
+switch matters, once per producer life.
 """
 
 from __future__ import annotations

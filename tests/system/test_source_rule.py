@@ -2,13 +2,14 @@
 either order, across a restart, across two replicas, and producers that share a name.
 
 The producer is ``tests.system.producers.genai_app`` (the official OpenAI instrumentation's
-spans and metrics, through the SDK's OTLP/gRPC exporters). Totals are checked in SQL, and the
-bridge's counts of accepted and ignored items (by reason) on its metrics endpoint.
+spans and metrics imitated through the SDK's OTLP/gRPC exporters, either temporality);
+``test_source_rule_openai_v2`` runs the same cases with the real library. Totals are checked
+in SQL, and the bridge's counts of accepted and ignored items (by reason) on its metrics
+endpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,6 @@ SUMS = "SELECT sum(prompt_token_count), sum(completion_token_count), sum(request
 FROM_METRICS = f"ignored: {Ignored.FROM_METRICS}"
 FROM_SPANS = f"ignored: {Ignored.FROM_SPANS}"
 UNUSED = f"ignored: {Ignored.UNUSED_METRIC}"
-
-
-@pytest.fixture
-def apps() -> Iterator[list[GenAiApp]]:
-    started: list[GenAiApp] = []
-    yield started
-    for app in started:
-        app.close()
 
 
 def _app(apps: list[GenAiApp], *args: str) -> GenAiApp:

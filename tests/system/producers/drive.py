@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +17,53 @@ from tests.system.test_metrics_export import _scrape
 
 TOKEN_USAGE = "gen_ai.client.token.usage"
 DURATION = "gen_ai.client.operation.duration"
+GENAI_APP = "tests.system.producers.genai_app"
 
 
 class GenAiApp:
-    """``tests.system.producers.genai_app`` as a subprocess, one command at a time."""
+    """A producer app as a subprocess, one command at a time: ``genai_app`` with this
+    python by default, or ``module`` run by ``python`` (``openai_v2_app`` in its own
+    virtualenv), ``env`` added to its environment. Each answer is awaited at most
+    ``timeout`` seconds (the first one includes the process's start)."""
 
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    def __init__(
+        self, *args: str, python: str = sys.executable, module: str = GENAI_APP,
+        env: Mapping[str, str] | None = None, timeout: float = 60.0,
+    ) -> None:  # fmt: skip
+        environ = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.system.producers.genai_app", *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+            [python, "-m", module, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environ,
         )  # fmt: skip
+        self.timeout = timeout
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         self.exported = {"token_points": 0, "duration_points": 0, "spans": 0}
         self.totals: dict[str, int] = {}
 
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put("")  # the end of its output
+
+    def _answer(self, command: str) -> str:
+        try:
+            line = self.lines.get(timeout=self.timeout)
+        except queue.Empty:
+            self.process.kill()
+            raise AssertionError(f"{command!r}: no answer within {self.timeout} s") from None
+        if not line:
+            raise AssertionError(f"{command!r}: the app exited ({self.process.wait(10)})")
+        return line
+
     def do(self, *command: str) -> dict[str, Any]:
         """Run one command; the answer, with this export's token and duration points."""
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
         self.process.stdin.write(" ".join(command) + "\n")
         self.process.stdin.flush()
-        answer: dict[str, Any] = json.loads(self.process.stdout.readline())
+        answer: dict[str, Any] = json.loads(self._answer(" ".join(command)))
         assert answer.get("metrics_ok", True) and answer.get("spans_ok", True), answer
         points = answer.get("points", {})
         answer["token_points"] = points.get(TOKEN_USAGE, 0)
@@ -47,9 +77,17 @@ class GenAiApp:
     def close(self) -> None:
         if self.process.poll() is None:
             assert self.process.stdin is not None
-            self.process.stdin.write("quit\n")
-            self.process.stdin.close()
-            self.process.wait(30)
+            try:
+                self.process.stdin.write("quit\n")
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.reader.join(10)
         if self.process.stdout is not None:
             self.process.stdout.close()
 

@@ -1,11 +1,11 @@
 """An instrumented app, as the official OpenAI instrumentation reports its calls.
 
 ``opentelemetry-instrumentation-openai-v2`` emits, per call, a CLIENT span ``chat {model}``
-with ``gen_ai.*`` usage attributes and, recorded just before the span ends,
-``gen_ai.client.token.usage`` (``gen_ai.token.type`` input and output) and
-``gen_ai.client.operation.duration`` points, with the same resource on both signals. This
-process does the same through the real OpenTelemetry SDK and its OTLP/gRPC exporters, and
-takes commands on stdin so a test decides when each signal is exported, and where to:
+with ``gen_ai.*`` usage attributes and ``gen_ai.client.token.usage`` (``gen_ai.token.type``
+input and output) and ``gen_ai.client.operation.duration`` points, with the same resource on
+both signals. This process does the same through the real OpenTelemetry SDK and its OTLP/gRPC
+exporters (``openai_v2_app`` runs the real instrumentation instead), and takes commands on
+stdin so a test decides when each signal is exported, and where to:
 
 ``calls N``          N calls (tokens drawn from ``--seed``)
 ``metrics ADDR``     collect the metrics now and export them to ADDR
@@ -44,7 +44,12 @@ from opentelemetry.trace import SpanKind
 MODELS = ("gpt-4o-mini", "gpt-4.1")
 
 
-class App:
+class Signals:
+    """The SDK's tracer and meter providers of one producer (``--service``, ``--instance``),
+    holding what they record in memory until a command exports it over OTLP/gRPC.
+    ``calls`` is the app's: it records through ``tracers`` and ``meters`` and adds what it
+    did to ``totals``."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         attributes = {"service.name": args.service}
         if args.instance:
@@ -52,40 +57,16 @@ class App:
         resource = Resource.create(attributes)
         temporality = {Histogram: AggregationTemporality[args.temporality.upper()]}
         self.reader = InMemoryMetricReader(preferred_temporality=temporality)
-        meters = MeterProvider(resource=resource, metric_readers=[self.reader])
-        meter = meters.get_meter("opentelemetry.instrumentation.openai_v2", "2.1b0")
-        self.tokens = meter.create_histogram("gen_ai.client.token.usage", "{token}",
-                                             "Measures number of input and output tokens used")
-        self.duration = meter.create_histogram("gen_ai.client.operation.duration", "s",
-                                               "GenAI operation duration")  # fmt: skip
+        self.meters = MeterProvider(resource=resource, metric_readers=[self.reader])
         self.finished = InMemorySpanExporter()
-        tracers = TracerProvider(resource=resource)
-        tracers.add_span_processor(SimpleSpanProcessor(self.finished))
-        self.tracer = tracers.get_tracer("opentelemetry.instrumentation.openai_v2", "2.1b0")
+        self.tracers = TracerProvider(resource=resource)
+        self.tracers.add_span_processor(SimpleSpanProcessor(self.finished))
         self.rng = random.Random(args.seed)
         self.sent_spans = 0
         self.totals = {"input": 0, "output": 0, "calls": 0}
 
     def calls(self, n: int) -> dict[str, Any]:
-        for _ in range(n):
-            model = MODELS[self.rng.randrange(len(MODELS))]
-            tokens_in, tokens_out = self.rng.randint(1, 3000), self.rng.randint(1, 800)
-            common = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
-                      "gen_ai.request.model": model, "gen_ai.response.model": model,
-                      "server.address": "127.0.0.1", "server.port": 8080}  # fmt: skip
-            with self.tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT,
-                                                   attributes=common) as span:  # fmt: skip
-                span.set_attributes({"gen_ai.usage.input_tokens": tokens_in,
-                                     "gen_ai.usage.output_tokens": tokens_out,
-                                     "gen_ai.response.finish_reasons": ["stop"]})  # fmt: skip
-                # Recorded before the span ends, as the instrumentation's ``finally`` does.
-                self.duration.record(0.25, common)
-                self.tokens.record(tokens_in, {**common, "gen_ai.token.type": "input"})
-                self.tokens.record(tokens_out, {**common, "gen_ai.token.type": "output"})
-            self.totals["input"] += tokens_in
-            self.totals["output"] += tokens_out
-            self.totals["calls"] += 1
-        return {}
+        raise NotImplementedError
 
     def metrics(self, address: str) -> dict[str, Any]:
         data = self.reader.get_metrics_data()
@@ -124,14 +105,53 @@ class App:
         return answer
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genai_app")
+class App(Signals):
+    """The instrumentation's calls imitated: the span and the points it records per call."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        meter = self.meters.get_meter("opentelemetry.instrumentation.openai_v2", "2.1b0")
+        self.tokens = meter.create_histogram("gen_ai.client.token.usage", "{token}",
+                                             "Measures number of input and output tokens used")
+        self.duration = meter.create_histogram("gen_ai.client.operation.duration", "s",
+                                               "GenAI operation duration")  # fmt: skip
+        self.tracer = self.tracers.get_tracer("opentelemetry.instrumentation.openai_v2", "2.1b0")
+
+    def calls(self, n: int) -> dict[str, Any]:
+        for _ in range(n):
+            model = MODELS[self.rng.randrange(len(MODELS))]
+            tokens_in, tokens_out = self.rng.randint(1, 3000), self.rng.randint(1, 800)
+            common = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+                      "gen_ai.request.model": model, "gen_ai.response.model": model,
+                      "server.address": "127.0.0.1", "server.port": 8080}  # fmt: skip
+            with self.tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT,
+                                                   attributes=common) as span:  # fmt: skip
+                span.set_attributes({"gen_ai.usage.input_tokens": tokens_in,
+                                     "gen_ai.usage.output_tokens": tokens_out,
+                                     "gen_ai.response.finish_reasons": ["stop"]})  # fmt: skip
+                # Recorded before the span ends (the real 2.4b0 does so for embeddings; for a
+                # chat call it ends the span first).
+                self.duration.record(0.25, common)
+                self.tokens.record(tokens_in, {**common, "gen_ai.token.type": "input"})
+                self.tokens.record(tokens_out, {**common, "gen_ai.token.type": "output"})
+            self.totals["input"] += tokens_in
+            self.totals["output"] += tokens_out
+            self.totals["calls"] += 1
+        return {}
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    """The options every producer app takes: who it is, its draws, its temporality."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--service", default="chat-app")
     parser.add_argument("--instance", default="")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--temporality", choices=("cumulative", "delta"), default="cumulative")
-    args = parser.parse_args(argv)
-    app = App(args)
+    return parser
+
+
+def serve(app: Signals) -> int:
+    """Run the commands of stdin until ``quit`` or its end, one JSON answer line each."""
     for line in sys.stdin:
         command, *rest = line.split()
         if command == "quit":
@@ -148,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             answer = {"error": f"unknown command {command!r}"}
         print(json.dumps({**answer, **app.totals}), flush=True)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return serve(App(parser("genai_app").parse_args(argv)))
 
 
 if __name__ == "__main__":
