@@ -70,7 +70,16 @@ class _Export:
         del data  # this frame lives on in the abort's traceback: keep no body alive with it
         if isinstance(error, RetryableError):
             self._retryable("grpc")
-        await context.abort(grpc_code(error), error.message, grpc_trailers(error))
+        try:
+            await context.abort(grpc_code(error), error.message, grpc_trailers(error))
+        except grpc.aio.AbortError:
+            raise  # the answer went out
+        except Exception:  # grpc's ExecuteBatchError, not public
+            # The call ended before its answer could be sent: the sender cancelled it (its
+            # deadline passed) while its message was awaited. Nothing to tell; grpc logs a
+            # cancelled call at DEBUG, any other exception with a traceback.
+            logger.debug("gRPC call over before its answer (%s)", error.message)
+            raise asyncio.CancelledError from None
         raise error  # abort raises; this only tells the type checker
 
     async def _message(self, context: Context) -> bytes:
@@ -81,7 +90,9 @@ class _Export:
             raise PermanentError(
                 f"request message not received within {self._body_timeout:g} s "
                 "(receivers.body_timeout)", Kind.TIMEOUT) from None  # fmt: skip
-        if not isinstance(message, bytes):  # grpc.aio.EOF: the call ended without one
+        if not isinstance(message, bytes):  # grpc.aio.EOF: no message, or the call is over
+            if context.cancelled():
+                raise asyncio.CancelledError
             raise PermanentError("no request message: Export takes exactly one", Kind.INVALID)
         return message
 

@@ -3,6 +3,8 @@ sink: the refusal paths with their exact status code, ``RetryInfo`` trailer and 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +14,8 @@ from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
-from collector.receivers.grpc import GrpcReceiver
+from collector.model import Signal
+from collector.receivers.grpc import GrpcReceiver, _Export
 from collector.receivers.status import RETRY_INFO_KEY
 from tests.collector.receivers.pipeline import MAX_BODY, Pipeline, pipeline, span_key, traces
 
@@ -97,3 +100,49 @@ async def test_bad_requests_are_refused_without_retry_info(served: Any) -> None:
     assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert malformed.value.details().startswith("malformed protobuf")
     assert line.sink.started == [] and line.retryable == []
+
+
+class _EndedCall:
+    """A servicer context whose call the sender has ended while its message was awaited:
+    ``read`` gives EOF, and sending the answer fails as grpc's own batch does (records it)."""
+
+    def __init__(self, cancelled: bool) -> None:
+        self._cancelled = cancelled
+        self.aborts: list[tuple[grpc.StatusCode, str]] = []
+
+    async def read(self) -> object:
+        return grpc.aio.EOF
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    async def abort(self, code: grpc.StatusCode, details: str, _trailers: object) -> None:
+        self.aborts.append((code, details))
+        raise RuntimeError('Failed "execute_batch": (SendStatusFromServerOperation)')
+
+
+@pytest.mark.parametrize("cancelled", [True, False], ids=["seen cancelled", "not yet seen"])
+async def test_a_call_ended_by_its_sender_ends_quietly_as_cancelled(
+    cancelled: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether or not grpc has marked the call cancelled yet, the handler ends it as
+    cancelled (logged by grpc at DEBUG), never with an exception grpc logs as a traceback."""
+    line = await pipeline()
+    export = _Export(line.ingest, Signal.TRACES, line.count_retryable, 5.0)
+    context = _EndedCall(cancelled)
+    with caplog.at_level(logging.DEBUG, "collector.receivers.grpc"), \
+            pytest.raises(asyncio.CancelledError):  # fmt: skip
+        await export.export(_no_messages(), context)
+    await line.close()
+    if cancelled:
+        assert context.aborts == []  # seen over: no answer attempted
+    else:
+        assert context.aborts == [(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "no request message: Export takes exactly one")]  # fmt: skip
+        assert "gRPC call over before its answer" in caplog.text
+    assert line.sink.batches == [] and line.retryable == []
+
+
+async def _no_messages() -> AsyncIterator[bytes]:
+    return
+    yield b""
