@@ -23,8 +23,8 @@ class ReceiversConfig(Section):
     grpc_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest OTLP/gRPC message, after decompression (the smaller of this and
     ``max_body_bytes`` applies). grpc hands a message over in one copy on the event loop,
-    ~1.5 ms per MiB on a quiet 2-core machine, during which no other request is answered: at
-    16 MiB that is ~25 ms, at 64 MiB ~100-150 ms. The OpenTelemetry Collector's own OTLP
+    1.5-2.5 ms per MiB on a quiet 2-core machine, during which no other request is answered:
+    at 16 MiB that is 25-40 ms, at 64 MiB 95-270 ms. The OpenTelemetry Collector's own OTLP
     receiver takes 4 MiB by default; SDK batches (512 spans) are well under 1 MiB."""
     header_timeout: float = Field(10.0, gt=0)
     """Seconds a connection may take to send a request's headers, from its start or its
