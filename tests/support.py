@@ -20,10 +20,21 @@ from exporters.sql.engine import normalize_url
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now and not handed out before by this process. The port is
+    bound later, by a subprocess, so the kernel may offer it again meanwhile: two calls in a
+    row returned the same port once (a bridge's HTTP port equal to the metrics port a test
+    had just picked, and it refused to start)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 FIXTURE_RETENTION_DAYS = 36_500
@@ -49,8 +60,6 @@ class Server:
         if isinstance(metrics, dict) and "port" not in metrics:
             # The endpoint is on by default at 9464: tests running at once each take their own.
             self.metrics_port = free_port()
-            while self.metrics_port in (self.grpc_port, self.http_port):
-                self.metrics_port = free_port()
             config["metrics"] = {**metrics, "port": self.metrics_port}
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"tokenbridge-{self.http_port}.log"
