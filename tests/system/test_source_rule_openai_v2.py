@@ -20,21 +20,19 @@ import json
 import os
 import subprocess
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
 from tests.support import ROOT, Server
-from tests.system.producers.drive import GenAiApp, counts
+from tests.system.producers.drive import GenAiApp
 from tests.system.test_source_rule import (
-    FROM_METRICS,
-    FROM_SPANS,
-    UNUSED,
-    _expected,
-    _serve,
-    _sums,
+    Start,
+    metrics_first_then_spans,
+    restart_between_the_signals,
+    spans_first_then_metrics,
+    two_replicas_one_signal_each,
 )
 
 ENV = "TOKENBRIDGE_TEST_OPENAI_V2_PYTHON"
@@ -45,7 +43,6 @@ SEMCONV = {"default": {}, "latest": {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_la
 VERSIONS = ("import importlib.metadata as m, json, sys; "
             "print(json.dumps({d: m.version(d) for d in sys.argv[1:]}))")  # fmt: skip
 
-Start = Callable[..., GenAiApp]
 
 
 def _unavailable(message: str) -> NoReturn:
@@ -99,40 +96,13 @@ def openai_v2_app(semconv: str, openai_v2_python: str, apps: list[GenAiApp]) -> 
 async def test_real_metrics_first_then_spans_count_each_call_once(
     database_url: str, server_factory: type[Server], tmp_path: Path, openai_v2_app: Start
 ) -> None:
-    server, port = _serve(server_factory, database_url, tmp_path)
-    app = openai_v2_app("--instance", "i-1")
-    app.do("calls", "8")
-    first = app.do("metrics", server.grpc)  # counted: a metrics-only producer so far
-    assert first["token_points"] > 0  # the library does emit the token histogram
-    assert app.do("spans", server.grpc)["spans"] == 8  # ended before the switch: ignored
-    app.do("calls", "5")
-    assert app.do("spans", server.grpc)["spans"] == 5  # after the switch: counted
-    later = app.do("metrics", server.grpc)  # after the switch: ignored
-    assert app.totals["calls"] == 13
-    assert await _sums(database_url) == _expected(app)
-    assert counts(port) == {
-        "accepted": first["token_points"] + 5, "rejected": 0, FROM_METRICS: 8,
-        FROM_SPANS: later["token_points"], UNUSED: app.exported["duration_points"],
-    }  # fmt: skip
+    await metrics_first_then_spans(openai_v2_app, database_url, server_factory, tmp_path)
 
 
 async def test_real_spans_first_then_metrics_count_each_call_once(
     database_url: str, server_factory: type[Server], tmp_path: Path, openai_v2_app: Start
 ) -> None:
-    server, port = _serve(server_factory, database_url, tmp_path)
-    app = openai_v2_app("--instance", "i-1")
-    app.do("calls", "8")
-    assert app.do("spans", server.grpc)["spans"] == 8  # the first spans: the switch is never
-    app.do("metrics", server.grpc)
-    app.do("calls", "5")
-    app.do("metrics", server.grpc)
-    assert app.do("spans", server.grpc)["spans"] == 5
-    assert app.totals["calls"] == 13
-    assert await _sums(database_url) == _expected(app)
-    assert counts(port) == {
-        "accepted": 13, "rejected": 0, FROM_SPANS: app.exported["token_points"],
-        UNUSED: app.exported["duration_points"],
-    }  # fmt: skip
+    await spans_first_then_metrics(openai_v2_app, database_url, server_factory, tmp_path)
 
 
 @pytest.mark.parametrize("first", ["metrics", "spans"])
@@ -140,63 +110,14 @@ async def test_real_library_rule_holds_across_a_restart_between_the_two_signals(
     first: str, database_url: str, server_factory: type[Server], tmp_path: Path,
     openai_v2_app: Start,
 ) -> None:  # fmt: skip
-    app = openai_v2_app("--instance", "i-1")
-    server, port = _serve(server_factory, database_url, tmp_path)
-    app.do("calls", "6")
-    before = app.do(first, server.grpc)
-    assert server.stop() == 0
-    server, port = _serve(server_factory, database_url, tmp_path)  # a new process, same DB
-    second = "spans" if first == "metrics" else "metrics"
-    after = app.do(second, server.grpc)
-    app.do("calls", "2")
-    assert app.do("spans", server.grpc)["spans"] == 2
-    last = app.do("metrics", server.grpc)
-    assert app.totals["calls"] == 8
-    assert await _sums(database_url) == _expected(app)
-    if first == "metrics":  # the first 6 calls from the metrics, the last 2 from the spans
-        assert after["spans"] == 6
-        expected = {"accepted": 2, FROM_METRICS: 6, FROM_SPANS: last["token_points"]}
-    else:  # everything from the spans
-        assert before["spans"] == 6
-        expected = {"accepted": 2,
-                    FROM_SPANS: after["token_points"] + last["token_points"]}  # fmt: skip
-    unused = app.exported["duration_points"] - before["duration_points"]
-    assert counts(port) == {**expected, "rejected": 0, UNUSED: unused}
+    await restart_between_the_signals(first, openai_v2_app, database_url, server_factory,
+                                      tmp_path)  # fmt: skip
 
 
 async def test_real_library_two_replicas_receiving_one_signal_each_count_each_call_once(
     postgres_url: str, server_factory: type[Server], tmp_path: Path, openai_v2_app: Start
 ) -> None:
-    (on_a, port_a), (on_b, port_b) = (_serve(server_factory, postgres_url, tmp_path)
-                                      for _ in range(2))  # fmt: skip
-    ordered = openai_v2_app("--instance", "ordered", "--seed", "2")  # metrics to A, spans to B
-    ordered.do("calls", "4")
-    counted = ordered.do("metrics", on_a.grpc)
-    assert ordered.do("spans", on_b.grpc)["spans"] == 4
-    ordered.do("calls", "3")
-    assert ordered.do("spans", on_b.grpc)["spans"] == 3
-    late = ordered.do("metrics", on_a.grpc)
-    # Both signals of the same calls at once, one to each replica: either may commit first.
-    racing = openai_v2_app("--instance", "racing", "--seed", "3")
-    racing.do("calls", "5")
-    race = racing.do("both", on_a.grpc, on_b.grpc)
-    assert race["spans"] == 5
-    racing.do("calls", "2")
-    assert racing.do("spans", on_b.grpc)["spans"] == 2
-    last = racing.do("metrics", on_a.grpc)
-    assert await _sums(postgres_url) == _expected(ordered, racing)
-    a, b = counts(port_a), counts(port_b)
-    metrics_won = b.get(FROM_METRICS) == 4 + 5
-    race_tokens = race["token_points"]
-    assert a == {
-        "accepted": counted["token_points"] + (race_tokens if metrics_won else 0),
-        FROM_SPANS: late["token_points"] + last["token_points"]
-        + (0 if metrics_won else race_tokens),
-        UNUSED: ordered.exported["duration_points"] + racing.exported["duration_points"],
-        "rejected": 0,
-    }  # fmt: skip
-    assert b == {"accepted": 3 + 2 + (0 if metrics_won else 5), "rejected": 0,
-                 FROM_METRICS: 4 + (5 if metrics_won else 0)}  # fmt: skip
+    await two_replicas_one_signal_each(openai_v2_app, postgres_url, server_factory, tmp_path)
 
 
 async def test_real_streamed_calls_metrics_first_then_spans_count_each_call_once(
@@ -208,17 +129,5 @@ async def test_real_streamed_calls_metrics_first_then_spans_count_each_call_once
             "openai-v2 2.4b0 with its default conventions records no token point for a "
             "streamed chat call (only its duration): the streamed calls before the switch "
             "are counted from neither signal")))  # fmt: skip
-    server, port = _serve(server_factory, database_url, tmp_path)
-    app = openai_v2_app("--instance", "i-1", "--stream")
-    app.do("calls", "8")
-    first = app.do("metrics", server.grpc)
-    assert app.do("spans", server.grpc)["spans"] == 8
-    app.do("calls", "5")
-    assert app.do("spans", server.grpc)["spans"] == 5
-    later = app.do("metrics", server.grpc)
-    assert app.totals["calls"] == 13
-    assert await _sums(database_url) == _expected(app)
-    assert counts(port) == {
-        "accepted": first["token_points"] + 5, "rejected": 0, FROM_METRICS: 8,
-        FROM_SPANS: later["token_points"], UNUSED: app.exported["duration_points"],
-    }  # fmt: skip
+    await metrics_first_then_spans(openai_v2_app, database_url, server_factory, tmp_path,
+                                   "--stream")  # fmt: skip
