@@ -18,16 +18,26 @@ LOCK_ID = 0x70CE_B51D
 VERSION_QUERY = "SELECT version_num FROM alembic_version"
 
 
-def _config(connection: Connection | None = None) -> Config:
+def alembic_config(location: Path, connection: Connection | None = None) -> Config:
+    """An alembic configuration over the migrations in ``location`` (run on ``connection``,
+    which the migrations' env.py reads)."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(location))
     config.attributes["connection"] = connection
     return config
 
 
 @functools.cache
+def head_of(location: Path) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(location)).get_current_head()
+
+
+def _config(connection: Connection | None = None) -> Config:
+    return alembic_config(MIGRATIONS, connection)
+
+
 def head() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return head_of(MIGRATIONS)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

@@ -8,18 +8,16 @@ there, at a revision it was written for (``SUPPORTED``, read from GPUStack's
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporters.sql.gpustack.tables import REQUIRED_TABLES, VERSION_TABLE
-from exporters.sql.migrate import LOCK_ID
+from exporters.sql.migrate import LOCK_ID, alembic_config, head_of
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SUPPORTED = {"a7e2c9d4f681": "GPUStack 2.3"}
@@ -31,15 +29,11 @@ class SchemaError(ValueError):
 
 
 def _config(connection: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    return config
+    return alembic_config(MIGRATIONS, connection)
 
 
-@functools.cache
 def head() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return head_of(MIGRATIONS)
 
 
 async def check(conn: AsyncConnection) -> None:
