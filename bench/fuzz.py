@@ -177,7 +177,8 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2), to build bombs byte by byte."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
@@ -209,9 +210,9 @@ EXACT = frozenset({b"", b"\x0a\x00", b"{}"})
 
 def _protobuf_bomb(path: int, count: int, element: bytes) -> Bomb:
     signal, outer, repeated, counted = PATHS[path]
-    body = _field(repeated, element) * count
+    body = field(repeated, element) * count
     for number in reversed(outer):
-        body = _field(number, body)
+        body = field(number, body)
     return signal, Encoding.PROTOBUF, body, counted + count, element in EXACT
 
 

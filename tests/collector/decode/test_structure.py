@@ -8,22 +8,10 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as lpb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
+from bench.fuzz import field
 from collector.decode import json as otlp_json
 from collector.decode.structure import check_protobuf, count_elements
 from collector.errors import PermanentError
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def test_every_repeated_level_of_a_trace_request_counts() -> None:
@@ -65,16 +53,16 @@ def test_log_records_their_attributes_and_bodies_count() -> None:
         record.attributes.add(key="k").value.int_value = n
     assert count_elements(request.SerializeToString(), "logs", 10**9) == 2 + 3 * 3
     with pytest.raises(PermanentError, match="more than 500 items"):
-        check_protobuf(_field(1, _field(2, b"\x12\x00" * 600)), "logs", 500)
+        check_protobuf(field(1, field(2, b"\x12\x00" * 600)), "logs", 500)
 
 
 @pytest.mark.parametrize(
     "bomb",
     [
         b"\x0a\x00" * 600,  # empty ResourceSpans
-        _field(1, b"\x12\x00" * 600),  # empty ScopeSpans in one ResourceSpans
-        _field(1, _field(2, _field(2, b"\x4a\x00" * 600))),  # empty attributes of one span
-        _field(1, _field(2, _field(2, _field(9, _field(2, _field(5, b"\x0a\x00" * 600)))))),
+        field(1, b"\x12\x00" * 600),  # empty ScopeSpans in one ResourceSpans
+        field(1, field(2, field(2, b"\x4a\x00" * 600))),  # empty attributes of one span
+        field(1, field(2, field(2, field(9, field(2, field(5, b"\x0a\x00" * 600)))))),
     ],
     ids=["resources", "scopes", "attributes", "array-values"],
 )
