@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections import Counter
 
 from collector.aggregation.sources import producer_identity, producer_key
-from collector.model import Ignored, PointSample, ProducerItems, Source, UsageReport, Work
+from collector.model import (
+    BatchWriter,
+    Ignored,
+    PointSample,
+    ProducerItems,
+    Source,
+    UsageReport,
+    Work,
+)
 from exporters.sql import migrate
 from exporters.sql.engine import create_engine
 from exporters.sql.sink import SqlSink
@@ -40,34 +48,39 @@ def _work(items: ProducerItems) -> Work:
     return Work(producers=[items], ignored=items.ignored)
 
 
+async def switching_writes(sink: BatchWriter) -> None:
+    """One producer's metrics, then its spans, then metrics again, then forced metrics,
+    through ``sink`` (either layout's): each write's accepted and ignored counts checked."""
+    first = Counter[str]()  # metrics: 3 calls, 30 tokens up to T1
+    items = _items(first)
+    items.points.append(_point(NS + 10, 30, 3))
+    assert (await sink.write(_work(items))).accepted == 1
+    second = Counter[str]()  # spans: two ended before T1, one after
+    items = _items(second)
+    for n, end in enumerate((NS + 5, NS + 9, NS + 20)):
+        _span(n, end, items)
+    assert (await sink.write(_work(items))).accepted == 1
+    third = Counter[str]()  # the stream at T2 (after the switch) and a late one at T1
+    items = _items(third)
+    items.points += [_point(NS + 30, 50, 5), _point(NS + 10, 30, 3)]
+    assert (await sink.write(_work(items))).accepted == 1
+    # Forced to metrics from now on (sources.genai_metrics: true): the stream moved on while
+    # ignored, so only what came after T2 counts.
+    forced = await sink.write(Work(samples=[_point(NS + 40, 60, 6)]))
+    assert forced.accepted == 1
+    assert (first, second, third) == (Counter(), Counter({Ignored.FROM_METRICS: 2}),
+                                      Counter({Ignored.FROM_SPANS: 1}))  # fmt: skip
+
+
 async def test_switching_sources_counts_each_token_once(database_url: str) -> None:
     engine = create_engine(database_url)
     await migrate.upgrade(engine)
-    sink = SqlSink(engine)
     try:
-        first = Counter[str]()  # metrics: 3 calls, 30 tokens up to T1
-        items = _items(first)
-        items.points.append(_point(NS + 10, 30, 3))
-        assert (await sink.write(_work(items))).accepted == 1
-        second = Counter[str]()  # spans: two ended before T1, one after
-        items = _items(second)
-        for n, end in enumerate((NS + 5, NS + 9, NS + 20)):
-            _span(n, end, items)
-        assert (await sink.write(_work(items))).accepted == 1
-        third = Counter[str]()  # the stream at T2 (after the switch) and a late one at T1
-        items = _items(third)
-        items.points += [_point(NS + 30, 50, 5), _point(NS + 10, 30, 3)]
-        assert (await sink.write(_work(items))).accepted == 1
-        # Forced to metrics from now on (sources.genai_metrics: true): the stream moved on
-        # while ignored, so only what came after T2 counts.
-        forced = await sink.write(Work(samples=[_point(NS + 40, 60, 6)]))
-        assert forced.accepted == 1
+        await switching_writes(SqlSink(engine))
         rows = await query(database_url, "select producer_key, service_name, "
                            "service_instance_id, spans, metrics_until from producer_sources")
     finally:
         await engine.dispose()
-    assert (first, second, third) == (Counter(), Counter({Ignored.FROM_METRICS: 2}),
-                                      Counter({Ignored.FROM_SPANS: 1}))  # fmt: skip
     assert await query(database_url, SUMS) == [(30 + 10 + 10, 3 + 1 + 1)]
     assert [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows] == [
         (producer_key(IDENTITY), "app", "1", True, NS + 10)]  # fmt: skip
