@@ -13,7 +13,7 @@ interval), in two loads:
   and OpenLIT do. This is what the rule exists for, and what the target is about: under
   ``auto`` its points are ruled and ignored (their streams still advance, so nothing is
   counted twice later); under ``false`` they are dropped before mapping. Both count the same.
-- ``metrics-only producers``: two more producers send only metrics. ``auto`` counts their
+- ``metrics-only``: two more producers send only metrics. ``auto`` counts their
   usage and ``false`` loses it, so the difference is the price of counting that usage (point
   rows, stream states), not of the rule; it is shown, not held to the target.
 
@@ -46,7 +46,7 @@ from bench.common import drop_all, fresh_postgres, fresh_sqlite, scalar
 SPAN_PRODUCER = "synthetic-gateway"
 """loadgen's resource: the producer that sends the spans."""
 METRICS_ONLY = ("metrics-app-1", "metrics-app-2")
-LOADS = {"mixed": (SPAN_PRODUCER,), "metrics-only producers": (SPAN_PRODUCER, *METRICS_ONLY)}
+LOADS = {"mixed": (SPAN_PRODUCER,), "metrics-only": (SPAN_PRODUCER, *METRICS_ONLY)}
 MODELS = 25
 EXPORTS_PER_SECOND = 1.0
 """Each producer exports every second: 10-60x more often than the SDK default interval."""
